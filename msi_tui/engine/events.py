@@ -1,0 +1,126 @@
+"""Facts the engine reports, as frozen plain dataclasses.
+
+The engine calls a sink (any callable taking one event) from its worker threads. A sink must
+be quick and must not raise: the console prints a line, the app appends to a queue it drains
+on a timer. Per-chunk progress is never an event (thousands a second); it lives in the stats
+snapshot instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+Level = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every engine event; `at` is a wall-clock time.time()."""
+
+    at: float = field(default=0.0, kw_only=True)
+
+
+# --- upload side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileQueued(Event):
+    """A file was found ready and waits for an upload thread."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileUploadStarted(Event):
+    """An upload thread began reading and producing a file."""
+
+    path: str
+    size: int
+    chunks: int
+    upload_id: str
+
+
+@dataclass(frozen=True)
+class FileUploaded(Event):
+    """Every chunk of the file was acknowledged by the broker."""
+
+    path: str
+    size: int
+    chunks: int
+    upload_id: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FileUploadFailed(Event):
+    """The file could not be sent; `reason` says why in one line."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileChangedDuringUpload(Event):
+    """The file changed while being sent: that upload is withdrawn and it is sent again."""
+
+    path: str
+
+
+# --- reconstruct side ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileReconstructed(Event):
+    """A file is complete, verified against its SHA-256, and published under `path`."""
+
+    path: str
+    size: int
+    upload_id: str
+    seconds: float
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class FileQuarantined(Event):
+    """A rebuilt file failed verification and was moved aside, never into the output."""
+
+    path: str
+    reason: str
+    quarantine_path: str
+
+
+@dataclass(frozen=True)
+class RecordRejected(Event):
+    """A record in the topic was refused (not ours, malformed, hostile) and skipped."""
+
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileKeptBoth(Event):
+    """Another file already had the name: it was kept and the new one saved beside it."""
+
+    path: str
+    saved_as: str
+
+
+# --- both ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """A message for the operator: connection trouble, shutdown progress, errors."""
+
+    level: Level
+    message: str
+
+
+Sink = Callable[[Event], None]
+
+
+def discard(_event: Event) -> None:
+    """A sink that drops everything (library use and benchmarks)."""

@@ -1,0 +1,162 @@
+"""Counters and per-file progress shared by engine threads, read as plain snapshots.
+
+Writers (delivery callbacks, consumer threads) take a lock for a few integer updates;
+readers (the console's `check`, the app's 5 Hz refresh) call `snapshot()` and get frozen
+data they can keep without holding anything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+RECENT_FILES = 200  # finished files kept for display; in-progress ones are always kept
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """One file's progress as a front end shows it."""
+
+    path: str
+    size: int
+    chunks_done: int
+    chunks_total: int
+    state: str  # upload: queued, sending, done, failed; reconstruct: receiving, done, quarantined
+    started: float
+    finished: float | None = None
+
+
+@dataclass(frozen=True)
+class UploadSnapshot:
+    """The upload side at one instant."""
+
+    state: str  # starting, watching, paused, draining, stopped
+    files_queued: int
+    files_in_progress: int
+    files_done: int
+    files_failed: int
+    chunks_produced: int
+    chunks_delivered: int
+    bytes_delivered: int
+    pending_deliveries: int
+    connection: str = "unknown"  # connecting, connected, unreachable
+    files: tuple[FileProgress, ...] = field(default_factory=tuple)
+    taken_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReconstructSnapshot:
+    """The reconstruct side at one instant."""
+
+    state: str  # starting, consuming, stopping, stopped
+    messages_read: int
+    files_completed: int
+    files_in_progress: int
+    files_quarantined: int
+    records_rejected: int
+    bytes_written: int
+    consumers: int
+    lag: int | None
+    connection: str = "unknown"  # connecting, connected, unreachable
+    files: tuple[FileProgress, ...] = field(default_factory=tuple)
+    taken_at: float = 0.0
+
+
+class FileTable:
+    """Per-file progress keyed by an id, bounded to the files in progress plus recent ones."""
+
+    def __init__(self) -> None:
+        self._rows: OrderedDict[str, dict] = OrderedDict()
+
+    def put(self, key: str, **row: object) -> None:
+        self._rows[key] = dict(row)
+        self._rows.move_to_end(key)
+        self._trim()
+
+    def update(self, key: str, **changes: object) -> None:
+        row = self._rows.get(key)
+        if row is not None:
+            row.update(changes)
+
+    def bump(self, key: str, done: int = 1) -> None:
+        row = self._rows.get(key)
+        if row is not None:
+            row["chunks_done"] += done
+
+    def _trim(self) -> None:
+        finished = [k for k, r in self._rows.items() if r.get("finished") is not None]
+        for key in finished[: max(0, len(finished) - RECENT_FILES)]:
+            del self._rows[key]
+
+    def frozen(self) -> tuple[FileProgress, ...]:
+        return tuple(FileProgress(**row) for row in self._rows.values())
+
+
+class UploadStats:
+    """Upload counters; every method is thread safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state = "starting"
+        self.files_queued = 0
+        self.files_in_progress = 0
+        self.files_done = 0
+        self.files_failed = 0
+        self.chunks_produced = 0
+        self.chunks_delivered = 0
+        self.bytes_delivered = 0
+        self.connection = "connecting"
+        self.table = FileTable()
+
+    def snapshot(self, pending_deliveries: int = 0) -> UploadSnapshot:
+        with self.lock:
+            return UploadSnapshot(
+                state=self.state,
+                files_queued=self.files_queued,
+                files_in_progress=self.files_in_progress,
+                files_done=self.files_done,
+                files_failed=self.files_failed,
+                chunks_produced=self.chunks_produced,
+                chunks_delivered=self.chunks_delivered,
+                bytes_delivered=self.bytes_delivered,
+                pending_deliveries=pending_deliveries,
+                connection=self.connection,
+                files=self.table.frozen(),
+                taken_at=time.time(),
+            )
+
+
+class ReconstructStats:
+    """Reconstruct counters; every method is thread safe."""
+
+    def __init__(self, consumers: int) -> None:
+        self.lock = threading.Lock()
+        self.state = "starting"
+        self.consumers = consumers
+        self.messages_read = 0
+        self.files_completed = 0
+        self.files_quarantined = 0
+        self.records_rejected = 0
+        self.bytes_written = 0
+        self.lag: int | None = None
+        self.connection = "connecting"
+        self.table = FileTable()
+
+    def snapshot(self, files_in_progress: int = 0) -> ReconstructSnapshot:
+        with self.lock:
+            return ReconstructSnapshot(
+                state=self.state,
+                messages_read=self.messages_read,
+                files_completed=self.files_completed,
+                files_in_progress=files_in_progress,
+                files_quarantined=self.files_quarantined,
+                records_rejected=self.records_rejected,
+                bytes_written=self.bytes_written,
+                consumers=self.consumers,
+                lag=self.lag,
+                connection=self.connection,
+                files=self.table.frozen(),
+                taken_at=time.time(),
+            )
