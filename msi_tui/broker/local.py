@@ -1,0 +1,435 @@
+"""A single-node Apache Kafka broker (KRaft, combined broker + controller) on 127.0.0.1.
+
+The broker runs from the Maven Central jars (`msi_tui.broker.jars`) with plain `java -cp`,
+detached in its own session so it outlives the command that started it. Everything it owns
+lives under one home directory::
+
+    <home>/server.properties   written on every start
+    <home>/data/               log.dirs; formatted once (data/meta.properties)
+    <home>/logs/               server.log (log4j) and console.log (stdout/stderr)
+    <home>/broker.pid          pid of the running broker (also its process group)
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from msi_tui import paths
+from msi_tui.broker.jars import ensure_jars, require_java
+from msi_tui.errors import OperatorError
+
+HOST = "127.0.0.1"  # advertised listeners may not be 0.0.0.0; localhost may resolve to ::1
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+_MAIN_CLASS = "kafka.Kafka"
+_POLL_S = 0.1
+
+# librdkafka logs every refused connection while the broker boots: keep probes quiet.
+_quiet = logging.getLogger("msi_tui.broker.probe")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `LocalBroker.status()` found."""
+
+    running: bool  # a Kafka process started from this home is alive
+    pid: int | None
+    bootstrap: str  # "127.0.0.1:PORT"
+    home: Path
+    answering: bool  # it returned cluster metadata with at least one broker
+
+
+def default_home() -> Path:
+    """The home of the operator's local broker: `<state dir>/broker`."""
+    return paths.state_dir() / "broker"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    """True when something listens on, or holds, `127.0.0.1:port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        if sock.connect_ex((HOST, port)) == 0:
+            return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the JVM's server sockets, so a port in TIME_WAIT after a restart counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: base64url of 16 random bytes, no padding, not starting with '-'."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        if not cid.startswith("-"):  # would be parsed as an option by StorageTool
+            return cid
+
+
+class LocalBroker:
+    """One local Kafka broker and its home directory; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        port: int = 9092,
+        controller_port: int | None = None,
+        heap_mb: int = 512,
+    ) -> None:
+        """`controller_port` defaults to `port + 1`; `home` to `default_home()`."""
+        # Absolute and canonical: the path is matched against the running process's cmdline.
+        self.home = (Path(home) if home is not None else default_home()).expanduser().resolve()
+        self.port = port
+        self.controller_port = controller_port if controller_port is not None else port + 1
+        if self.controller_port == self.port:
+            raise OperatorError(f"the broker and controller ports must differ (both {port})")
+        self.heap_mb = heap_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- layout -----------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """The `bootstrap.servers` value for clients: "127.0.0.1:PORT"."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The broker's `log.dirs`."""
+        return self.home / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        """server.log and console.log."""
+        return self.home / "logs"
+
+    @property
+    def properties_path(self) -> Path:
+        """The generated server.properties."""
+        return self.home / "server.properties"
+
+    @property
+    def pid_path(self) -> Path:
+        """The pid file of a running broker."""
+        return self.home / "broker.pid"
+
+    # -- public operations -----------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> str:
+        """Start the broker (or find it running) and return its bootstrap "127.0.0.1:PORT".
+
+        Idempotent: a broker from this home that is already running is only waited for.
+        Fetches the jars on first use, formats `data/` once, launches Java detached and waits
+        until an AdminClient sees the broker. Raises `OperatorError` when a port is taken by
+        something else, the broker exits during startup (quoting its log), or it is not ready
+        within `timeout` seconds (it is then stopped).
+        """
+        pid = self._live_pid()
+        if pid is not None:
+            running_port = self._configured_port()
+            if running_port is not None and running_port != self.port:
+                raise OperatorError(
+                    f"the broker in {self.home} is already running on port {running_port} "
+                    f"(pid {pid}): stop it first or use that port"
+                )
+            self._wait_ready(pid, timeout)
+            return self.bootstrap
+
+        # Refuse before launching Java: a clear message now beats a bind error in a log later.
+        for name, port in (("Kafka", self.port), ("Kafka controller", self.controller_port)):
+            if port_in_use(port):
+                raise OperatorError(
+                    f"port {port} on {HOST} ({name}) is already in use by another program: "
+                    "stop it or choose another port"
+                )
+
+        libs = ensure_jars()
+        java = require_java()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_path.write_text(self._server_properties(), encoding="utf-8")
+        if not (self.data_dir / "meta.properties").is_file():
+            self._format(java, libs)
+
+        console = self.logs_dir / "console.log"
+        with open(console, "ab") as out:
+            self._proc = subprocess.Popen(
+                [*self._java_cmd(java, libs), _MAIN_CLASS, str(self.properties_path)],
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() signals the whole group
+                close_fds=True,
+            )
+        pid = self._proc.pid
+        self.pid_path.write_text(f"{pid}\n", encoding="utf-8")
+        try:
+            self._wait_ready(pid, timeout)
+        except BaseException:
+            # Never leave a half-started broker behind (timeout, Ctrl-C, death).
+            self._kill_child()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout: float = 30) -> bool:
+        """Stop the broker: SIGTERM to its process group, SIGKILL after `timeout` seconds.
+
+        Removes the pid file. Returns False when no broker from this home was running.
+        """
+        pid = self._live_pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)  # stale or absent
+            return False
+        self._signal_group(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout):
+            self._signal_group(pid, signal.SIGKILL)
+            self._wait_gone(pid, 10)
+        self.pid_path.unlink(missing_ok=True)
+        self._proc = None
+        return True
+
+    def status(self) -> BrokerStatus:
+        """Whether a broker from this home runs, its pid, and whether it answers clients."""
+        pid = self._live_pid()
+        port = self.port
+        answering = False
+        if pid is not None:
+            port = self._configured_port() or self.port
+            answering = _answering(f"{HOST}:{port}", 3.0)
+        return BrokerStatus(
+            running=pid is not None,
+            pid=pid,
+            bootstrap=f"{HOST}:{port}",
+            home=self.home,
+            answering=answering,
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _server_properties(self) -> str:
+        # No trailing "# comments" on value lines: Java properties would keep them in the value.
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "4",
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": "168",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.cleaner.dedupe.buffer.size": str(MAX_MESSAGE_BYTES),
+            "message.max.bytes": str(MAX_MESSAGE_BYTES),
+            "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+        }
+        lines = ["# Written by msi-tui on every start of the local broker; edits are lost."]
+        lines += [f"{key}={value}" for key, value in props.items()]
+        return "\n".join(lines) + "\n"
+
+    def _java_cmd(self, java: str, libs: Path) -> list[str]:
+        xms = max(64, self.heap_mb // 2)
+        return [
+            java,
+            f"-Xms{xms}m",
+            f"-Xmx{self.heap_mb}m",  # the machines have 2 cores and share them with tests
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            "-cp",
+            f"{libs}/*",
+        ]
+
+    def _format(self, java: str, libs: Path) -> None:
+        """Format data/ once with a fresh cluster id (static voters: no --standalone)."""
+        cmd = [
+            *self._java_cmd(java, libs),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(self.properties_path),
+        ]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=self.home, capture_output=True, text=True, timeout=180, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise OperatorError(f"formatting the Kafka data dir {self.data_dir} timed out") from exc
+        if proc.returncode != 0:
+            detail = _meaningful(proc.stdout + proc.stderr) or f"exit code {proc.returncode}"
+            raise OperatorError(f"could not format the Kafka data dir {self.data_dir}: {detail}")
+
+    def _wait_ready(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._alive(pid):
+                code = self._proc.poll() if self._proc is not None else None
+                self.pid_path.unlink(missing_ok=True)
+                how = f" (exit code {code})" if code is not None else ""
+                raise OperatorError(
+                    f"the Kafka broker exited during startup{how}: {self._log_excerpt()}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OperatorError(
+                    f"the Kafka broker did not answer at {self.bootstrap} within {timeout:g} s "
+                    f"(see {self.logs_dir / 'server.log'})"
+                )
+            # A cheap TCP check first; the metadata probe only once the listener is up.
+            if _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
+                return
+            time.sleep(min(_POLL_S * 5, max(remaining, 0)))
+
+    def _kill_child(self) -> None:
+        """Stop the process this object launched, whatever the pid file says."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            self._signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        self.pid_path.unlink(missing_ok=True)
+        self._proc = None
+
+    def _live_pid(self) -> int | None:
+        """The pid from the pid file if that process is a Kafka broker of this home."""
+        try:
+            pid = int(self.pid_path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self._alive(pid) else None
+
+    def _alive(self, pid: int) -> bool:
+        if self._proc is not None and self._proc.pid == pid:
+            # Our own child: poll() reaps it (no zombie), and its cmdline may still be
+            # Python's for a moment between fork and exec.
+            return self._proc.poll() is None
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if Path("/proc/self/cmdline").exists():
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                return False
+            # Guards against a stale pid file whose pid now belongs to another program.
+            # A zombie has an empty cmdline and also counts as gone.
+            return _MAIN_CLASS.encode() in args and str(self.properties_path).encode() in args
+        try:  # no /proc (macOS): best effort
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True
+
+    def _signal_group(self, pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)  # pid leads its own session, so it is also the group id
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise OperatorError(f"not allowed to stop the Kafka broker (pid {pid})") from exc
+
+    def _configured_port(self) -> int | None:
+        """The PLAINTEXT port in the current server.properties (that of a running broker)."""
+        try:
+            text = self.properties_path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("advertised.listeners="):
+                try:
+                    return int(line.rsplit(":", 1)[1])
+                except ValueError:
+                    return None
+        return None
+
+    def _log_excerpt(self) -> str:
+        texts = []
+        for name in ("server.log", "console.log"):
+            try:
+                texts.append((self.logs_dir / name).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+        excerpt = _meaningful("\n".join(text[-64_000:] for text in texts)) or "no log output"
+        return f"{excerpt} (logs in {self.logs_dir})"
+
+
+def _meaningful(text: str, limit: int = 3) -> str:
+    """The last few error lines of a Java log (no stack frames), joined on one line."""
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("at ", "... "))
+    ]
+    keys = ("ERROR", "FATAL", "Exception", "Error:", "already in use")
+    picked = [ln for ln in lines if any(k in ln for k in keys)] or lines
+    return " | ".join(ln[:300] for ln in picked[-limit:])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _answering(bootstrap: str, timeout: float) -> bool:
+    """True if cluster metadata from `bootstrap` lists at least one broker."""
+    # Imported here so that `msi-tui broker stop` does not pay for loading librdkafka.
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet, "socket.timeout.ms": 3000}
+    )
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
