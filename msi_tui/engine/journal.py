@@ -1,0 +1,55 @@
+"""Uploads this reconstructor already published, so a replay does not rebuild them.
+
+Offsets are committed conservatively, so after a crash or rebalance records of finished
+uploads come again; the journal (SQLite in the user state dir) lets us skip them cheaply.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+KEEP_DAYS = 30
+
+
+class Journal:
+    def __init__(self, db_path: Path, output_dir: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.output = str(output_dir.resolve())
+        self._lock = threading.Lock()
+        try:
+            self._db = self._connect(db_path)
+        except sqlite3.DatabaseError:
+            # Losing the journal only costs re-verifying replays; never a reason to stop.
+            db_path.rename(db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}"))
+            self._db = self._connect(db_path)
+
+    @staticmethod
+    def _connect(db_path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS published (output TEXT, upload_id TEXT, path TEXT, at REAL,"
+            " PRIMARY KEY (output, upload_id))"
+        )
+        db.execute("DELETE FROM published WHERE at < ?", (time.time() - KEEP_DAYS * 86400,))
+        return db
+
+    def seen(self, upload_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM published WHERE output=? AND upload_id=?", (self.output, upload_id)
+            ).fetchone()
+        return row is not None
+
+    def add(self, upload_id: str, path: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?)", (self.output, upload_id, path, time.time())
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

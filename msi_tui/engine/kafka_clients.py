@@ -1,0 +1,119 @@
+"""librdkafka client settings, the reachability check and topic creation.
+
+Our defaults come first, then the config file's sections, so an operator's file always wins.
+librdkafka's own log lines go to the `msi_tui.kafka` logger (a file), never to the terminal,
+where its reconnect chatter would bury what matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from msi_tui.engine.config import ClusterConfig
+from msi_tui.errors import OperatorError
+
+KAFKA_LOG = logging.getLogger("msi_tui.kafka")
+CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 s
+
+
+def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: int) -> dict:
+    """Producer settings tuned for large binary chunks, safe against loss and reordering."""
+    settings: dict = {
+        "client.id": "msi-tui-upload",
+        "acks": "all",
+        "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+        "linger.ms": 10,
+        "batch.size": 1_000_000,  # fits a default broker's 1 MiB message.max.bytes
+        "compression.type": "none",  # instrument data rarely compresses; CPU is better spent sending
+        # The seed's internal queue: chunks enqueued but not yet delivered. Also cap the bytes,
+        # so large chunks cannot make memory balloon.
+        "queue.buffering.max.messages": queue_max_size,
+        "queue.buffering.max.kbytes": 65536,
+        "logger": KAFKA_LOG,
+    }
+    if chunk_size + 65536 > 1_000_000:
+        settings["message.max.bytes"] = chunk_size + 65536
+        settings["batch.size"] = chunk_size + 65536
+    settings.update(config.broker)
+    settings.update(config.producer)
+    return settings
+
+
+def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
+    """Consumer settings for at-least-once: offsets are stored by us, only past safe data."""
+    settings: dict = {
+        "client.id": "msi-tui-reconstruct",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,  # commits what we stored, every few seconds and on close
+        "enable.auto.offset.store": False,
+        "fetch.max.bytes": 52_428_800,
+        "max.partition.fetch.bytes": 16_777_216,
+        "queued.max.messages.kbytes": 65536,  # bounds prefetch memory per consumer
+        "logger": KAFKA_LOG,
+    }
+    settings.update(config.broker)
+    settings.update({k: v for k, v in config.consumer.items() if k != "group.id"})
+    configured_group = config.consumer.get("group.id", "")
+    # OpenMSIStream's "create_new" asks for a random group per run; we keep ours stable.
+    settings["group.id"] = group_id or (configured_group if configured_group != "create_new" else "")
+    return settings
+
+
+def admin_settings(config: ClusterConfig) -> dict:
+    return {**config.broker, "logger": KAFKA_LOG}
+
+
+def describe_kafka_error(exc: BaseException) -> str:
+    """One line for the operator from a KafkaException or KafkaError."""
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    if isinstance(err, KafkaError):
+        return err.str()
+    return str(exc)
+
+
+def check_reachable(config: ClusterConfig, timeout: float = CONNECT_TIMEOUT_S) -> AdminClient:
+    """Return an admin client once a broker answers; OperatorError if none does in time."""
+    admin = AdminClient(admin_settings(config))
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            metadata = admin.list_topics(timeout=max(0.5, min(3.0, deadline - time.monotonic())))
+            if metadata.brokers:
+                return admin
+        except KafkaException as exc:
+            last = describe_kafka_error(exc)
+            if isinstance(exc.args[0], KafkaError) and exc.args[0].code() in (
+                KafkaError._AUTHENTICATION,
+                KafkaError.SASL_AUTHENTICATION_FAILED,
+            ):
+                raise OperatorError(f"Kafka at {config.bootstrap} refused our credentials: {last}") from None
+    raise OperatorError(
+        f"cannot reach Kafka at {config.bootstrap} within {timeout:.0f} s ({last}); "
+        "is the broker running? (`msi-tui broker start` runs the local one)"
+    )
+
+
+def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float = 15.0) -> int:
+    """Create `topic` when missing; return its partition count."""
+    existing = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    if existing is not None and existing.error is None:
+        return len(existing.partitions)
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)], request_timeout=timeout)[topic]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        code = exc.args[0].code() if isinstance(exc.args[0], KafkaError) else None
+        if code == KafkaError.TOPIC_ALREADY_EXISTS:
+            return len(admin.list_topics(topic=topic, timeout=timeout).topics[topic].partitions)
+        if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+            raise OperatorError(
+                f"topic {topic!r} does not exist and these credentials may not create it; "
+                "ask the cluster's administrator to create it"
+            ) from None
+        raise OperatorError(f"cannot create topic {topic!r}: {describe_kafka_error(exc)}") from None
+    return partitions

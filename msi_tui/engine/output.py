@@ -1,0 +1,151 @@
+"""The output folder: staging, publishing under the final name, quarantine.
+
+Nothing is ever written outside the output folder: every directory on the way to a file is
+opened relative to its parent with O_NOFOLLOW, so a symlink planted anywhere in the tree is
+refused rather than followed. A file appears under its final name only complete and
+verified (hard link of the fsynced staged file, which also never replaces an existing
+file), and an existing file with other content is kept, the new one saved beside it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+from pathlib import Path, PurePosixPath
+
+STAGING = ".msi-tui-staging"
+QUARANTINE = ".msi-tui-quarantine"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+class UnsafePath(Exception):
+    """The way to a file's final name is blocked by a symlink or a non-directory."""
+
+
+class OutputFolder:
+    """Creates staged files and publishes them; thread safe."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._open_staged = 0
+
+    def prepare(self) -> None:
+        """Create the folder and prove we can write there (raises OSError)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / f"{STAGING}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+    def _hidden_dir(self, name: str) -> Path:
+        path = self.root / name
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if path.is_symlink() or not path.is_dir():
+                raise UnsafePath(f"{name} in the output folder is not a plain folder") from None
+        return path
+
+    def open_staged(self, upload_id: str) -> tuple[int, Path]:
+        """Open (creating if needed) the staged file of an upload; returns fd and path."""
+        with self._lock:
+            path = self._hidden_dir(STAGING) / f"{upload_id}.part"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            self._open_staged += 1
+            return fd, path
+
+    def discard_staged(self, fd: int, path: Path) -> None:
+        """Close and delete a staged file; the staging folder goes once it is empty."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self._release(fd, path.parent)
+
+    def _release(self, fd: int, staging: Path) -> None:
+        with self._lock:
+            os.close(fd)
+            self._open_staged -= 1
+            if self._open_staged == 0:
+                try:
+                    os.rmdir(staging)
+                except OSError:
+                    pass  # something else is in there (an earlier run's leftovers): keep it
+
+    def publish(self, fd: int, staged: Path, relpath: str, sha256: str) -> tuple[str, bool]:
+        """Give the verified staged file its final name.
+
+        Returns (the relative path it now has, whether an identical file was already
+        there). Raises UnsafePath when a symlink or file blocks the way.
+        """
+        os.fsync(fd)
+        parts = PurePosixPath(relpath).parts
+        dir_fd = self._open_dirs(parts[:-1])
+        try:
+            name = parts[-1]
+            for attempt in range(1, 10_000):
+                candidate = name if attempt == 1 else _numbered(name, attempt)
+                try:
+                    os.link(staged, candidate, dst_dir_fd=dir_fd, follow_symlinks=False)
+                except FileExistsError:
+                    if _same_content(dir_fd, candidate, sha256):
+                        self.discard_staged(fd, staged)
+                        return _join(parts[:-1], candidate), True
+                    continue
+                os.fsync(dir_fd)
+                self.discard_staged(fd, staged)
+                return _join(parts[:-1], candidate), False
+            raise UnsafePath(f"too many files named like {relpath}")
+        finally:
+            os.close(dir_fd)
+
+    def _open_dirs(self, parts: tuple[str, ...]) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in parts:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafePath(f"{part!r} on the way to the file is a symlink or not a folder") from None
+                    raise
+                os.close(fd)
+                fd = child
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def quarantine(self, fd: int, staged: Path, relpath: str, upload_id: str) -> Path:
+        """Move a staged file that failed verification aside, never into the output."""
+        target = self._hidden_dir(QUARANTINE) / f"{relpath.replace('/', '__')}.{upload_id}"
+        os.rename(staged, target)
+        self._release(fd, staged.parent)
+        return target
+
+
+def _numbered(name: str, n: int) -> str:
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return f"{stem} ({n}){dot}{ext}"
+
+
+def _join(dirs: tuple[str, ...], name: str) -> str:
+    return "/".join((*dirs, name))
+
+
+def _same_content(dir_fd: int, name: str, sha256: str) -> bool:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return False
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest() == sha256

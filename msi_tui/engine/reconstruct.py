@@ -1,0 +1,353 @@
+"""The reconstruct service: a consumer group rebuilding files into an output folder.
+
+At-least-once with nothing lost: per partition, the stored offset never passes the first
+record of the oldest upload still incomplete there. A crash or a rebalance therefore
+replays whatever an unfinished file still needs, and replayed chunks are harmless (the
+assembly knows which chunks it has; the journal knows which uploads were published).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from msi_tui.engine import wire
+from msi_tui.engine.assembly import Assembly
+from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
+from msi_tui.engine.journal import Journal
+from msi_tui.engine.kafka_clients import check_reachable, consumer_settings, describe_kafka_error, ensure_topic
+from msi_tui.engine.output import OutputFolder, UnsafePath
+from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
+from msi_tui.errors import OperatorError
+from msi_tui.paths import state_dir
+
+DEFAULT_GROUP_ID = "msi-tui-reconstruct"
+REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
+LAG_EVERY_S = 5.0
+RETRY_AFTER_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """What the reconstruct command's options set (defaults are the seed program's)."""
+
+    output_dir: Path
+    topic: str = "lecroy_files"
+    n_threads: int = 5
+    group_id: str = DEFAULT_GROUP_ID
+    partitions: int = 5
+    max_file_size: int = 1 << 40  # 1 TiB: a declared size above this is refused
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if self.n_threads < 1:
+            raise OperatorError(f"the number of threads must be at least 1 (got {self.n_threads})")
+
+
+class Reconstructor:
+    """The reconstruct service (see msi_tui.engine.service.ReconstructService)."""
+
+    def __init__(self, config: ClusterConfig, settings: ReconstructSettings, sink: Sink) -> None:
+        self.config = config
+        self.settings = settings
+        self.sink = sink
+        self.output_dir = settings.output_dir
+        self.group_id = settings.group_id
+        self.stats = ReconstructStats(consumers=settings.n_threads)
+        self.output = OutputFolder(settings.output_dir)
+        self._lock = threading.Lock()
+        self._assemblies: dict[str, Assembly] = {}
+        self._published: set[str] = set()
+        self._last_offset: dict[int, int] = {}
+        self._lag: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._stopped = threading.Event()
+        self._running = 0
+        self._journal: Journal | None = None
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the output folder, the broker and the topic, then start the consumers."""
+        try:
+            self.output.prepare()
+        except OSError as exc:
+            raise OperatorError(f"cannot write to output folder {self.output_dir}: {exc.strerror}") from None
+        admin = check_reachable(self.config)
+        ensure_topic(admin, self.settings.topic, self.settings.partitions)
+        self._journal = Journal(state_dir() / "reconstructed.sqlite3", self.output_dir)
+        conf = consumer_settings(self.config, self.group_id)
+        conf["error_cb"] = self._on_client_error
+        consumers = []
+        try:
+            for _ in range(self.settings.n_threads):
+                consumers.append(Consumer(conf))
+        except KafkaException as exc:
+            raise OperatorError(f"consumer settings rejected: {describe_kafka_error(exc)}") from None
+        self.stats.connection = "connected"
+        self.stats.state = "consuming"
+        self._running = len(consumers)
+        for i, consumer in enumerate(consumers):
+            threading.Thread(target=self._consume_loop, args=(consumer,), name=f"msi-consume-{i}", daemon=True).start()
+
+    def pause(self) -> None:
+        self._paused.set()
+        self.stats.state = "paused"
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self.stats.state = "consuming"
+
+    def request_stop(self) -> None:
+        """Leave the group after committing what is safe; unfinished files replay next time."""
+        self._stop.set()
+        self.stats.state = "stopping"
+        if self._running == 0:
+            self._stopped.set()
+
+    force_stop = request_stop  # closing a consumer is quick; nothing to give up
+
+    def wait_stopped(self, timeout: float) -> bool:
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def snapshot(self) -> ReconstructSnapshot:
+        with self._lock:
+            in_progress = len(self._assemblies)
+        return self.stats.snapshot(files_in_progress=in_progress)
+
+    # --- consumer threads ----------------------------------------------------------------
+
+    def _consume_loop(self, consumer: Consumer) -> None:
+        topic = self.settings.topic
+        consumer.subscribe([topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        paused = False
+        next_lag = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                if self._paused.is_set() != paused:
+                    paused = self._paused.is_set()
+                    (consumer.pause if paused else consumer.resume)(consumer.assignment())
+                messages = consumer.consume(self.settings.batch_size, 0.2)
+                if messages:
+                    self._process(consumer, messages)
+                if time.monotonic() >= next_lag:
+                    self._measure_lag(consumer)
+                    next_lag = time.monotonic() + LAG_EVERY_S
+        except Exception as exc:  # a consumer thread must report, not vanish silently
+            self.sink(Notice(level="error", message=f"consumer stopped: {exc}", at=time.time()))
+        finally:
+            self._leave(consumer)
+
+    def _process(self, consumer: Consumer, messages: list[Message]) -> None:
+        done: dict[int, int] = {}
+        for i, msg in enumerate(messages):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
+                continue
+            try:
+                self._handle(msg)
+            except (OSError, UnsafePath) as exc:
+                # The output side is in trouble (disk full, permissions): keep the record
+                # for later rather than skip it, and rewind every partition to what is unread.
+                self._rewind(consumer, messages[i:])
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.sink(Notice(level="error", message=f"cannot write to {self.output_dir}: {reason}; retrying", at=time.time()))
+                self._stop.wait(RETRY_AFTER_S)
+                break
+            done[msg.partition()] = msg.offset()
+        with self.stats.lock:
+            self.stats.messages_read += len(done)
+        with self._lock:
+            self._last_offset.update(done)
+        self._store_offsets(consumer, done)
+
+    def _rewind(self, consumer: Consumer, unread: list[Message]) -> None:
+        first: dict[int, int] = {}
+        for msg in unread:
+            if msg.error() is None:
+                first.setdefault(msg.partition(), msg.offset())
+        for partition, offset in first.items():
+            consumer.seek(TopicPartition(self.settings.topic, partition, offset))
+
+    def _safe_offset(self, partition: int) -> int | None:
+        """The offset a restart may resume from without losing any unfinished file."""
+        with self._lock:
+            last = self._last_offset.get(partition)
+            pinned = [a.first_offset for a in self._assemblies.values() if a.partition == partition]
+        if last is None:
+            return None
+        return min([last + 1, *pinned])
+
+    def _store_offsets(self, consumer: Consumer, partitions) -> None:  # noqa: ANN001
+        offsets = []
+        for partition in partitions:
+            offset = self._safe_offset(partition)
+            if offset is not None:
+                offsets.append(TopicPartition(self.settings.topic, partition, offset))
+        if offsets:
+            try:
+                consumer.store_offsets(offsets=offsets)
+            except KafkaException:
+                pass  # the partition was just revoked: its new owner replays from the last commit
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit what is safe, then forget the revoked partitions' unfinished files."""
+        revoked = {tp.partition for tp in partitions}
+        self._store_offsets(consumer, revoked)
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException:
+            pass  # nothing stored yet, or the group moved on: the last commit stands
+        with self._lock:
+            dropped = [a for a in self._assemblies.values() if a.partition in revoked]
+            for a in dropped:
+                del self._assemblies[a.meta.upload_id]
+            for p in revoked:
+                self._last_offset.pop(p, None)
+                self._lag.pop(p, None)
+        for a in dropped:
+            self.output.discard_staged(a.fd, a.staged)
+            with self.stats.lock:
+                self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
+
+    def _leave(self, consumer: Consumer) -> None:
+        try:
+            self._on_revoke(consumer, consumer.assignment())
+            consumer.close()
+        except Exception as exc:
+            self.sink(Notice(level="warning", message=f"closing consumer: {exc}", at=time.time()))
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            if self._journal:
+                self._journal.close()
+            self.stats.state = "stopped"
+            self._stopped.set()
+
+    def _measure_lag(self, consumer: Consumer) -> None:
+        try:
+            assignment = consumer.assignment()
+            positions = consumer.position(assignment) if assignment else []
+            for tp in positions:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+                with self._lock:
+                    self._lag[tp.partition] = max(0, high - tp.offset) if tp.offset >= 0 else high
+        except KafkaException:
+            return
+        with self._lock:
+            total = sum(self._lag.values())
+        self.stats.lag = total
+
+    # --- one record ------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> None:
+        """Apply one record. Raises OSError/UnsafePath only for trouble on our side."""
+        value = msg.value() or b""
+        try:
+            meta = wire.decode(msg.headers(), self.settings.max_file_size)
+        except wire.WireError as exc:
+            self._reject(msg, str(exc))
+            return
+        if meta.kind != "chunk" and value:
+            self._reject(msg, f"{meta.kind} record carries data")
+            return
+        uid = meta.upload_id
+        with self._lock:
+            assembly = self._assemblies.get(uid)
+        if assembly is None:
+            if meta.kind != "chunk" or uid in self._published or (self._journal and self._journal.seen(uid)):
+                return  # a replay of a finished upload, or a withdrawn one we never started
+            fd, staged = self.output.open_staged(uid)
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged)
+            with self._lock:
+                self._assemblies[uid] = assembly
+            with self.stats.lock:
+                self.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
+                                     state="receiving", started=time.time(), finished=None)
+        elif not assembly.matches(meta):
+            self._reject(msg, "record disagrees with earlier records of the same upload")
+            return
+        if meta.kind == "abort":
+            self._drop(assembly, "withdrawn")
+            return
+        if meta.kind == "end":
+            assembly.expected_sha256 = meta.sha256
+        else:
+            try:
+                wrote = assembly.write(meta.index, value)
+            except wire.WireError as exc:
+                self._reject(msg, str(exc))
+                return
+            if wrote:
+                with self.stats.lock:
+                    self.stats.bytes_written += len(value)
+                    self.stats.table.bump(uid)
+        if assembly.complete:
+            self._finish(assembly)
+
+    def _drop(self, assembly: Assembly, state: str) -> None:
+        with self._lock:
+            self._assemblies.pop(assembly.meta.upload_id, None)
+        self.output.discard_staged(assembly.fd, assembly.staged)
+        with self.stats.lock:
+            self.stats.table.update(assembly.meta.upload_id, state=state, finished=time.time())
+
+    def _finish(self, a: Assembly) -> None:
+        """Verify and publish a complete upload, or quarantine it."""
+        uid, path = a.meta.upload_id, a.meta.path
+        with self._lock:
+            del self._assemblies[uid]
+        problem = "" if a.verified() else "SHA-256 does not match what the uploader sent"
+        if not problem:
+            try:
+                final, duplicate = self.output.publish(a.fd, a.staged, path, a.expected_sha256)
+            except UnsafePath as exc:
+                problem = str(exc)
+        if problem:
+            target = self.output.quarantine(a.fd, a.staged, path, uid)
+            with self.stats.lock:
+                self.stats.files_quarantined += 1
+                self.stats.table.update(uid, state="quarantined", finished=time.time())
+            self.sink(FileQuarantined(path=path, reason=problem, quarantine_path=str(target), at=time.time()))
+        else:
+            with self.stats.lock:
+                self.stats.files_completed += 1
+                self.stats.table.update(uid, path=final, state="verified", finished=time.time())
+            self.sink(FileReconstructed(path=final, size=a.meta.size, upload_id=uid,
+                                        seconds=time.monotonic() - a.started, duplicate=duplicate, at=time.time()))
+            if final != path:
+                self.sink(FileKeptBoth(path=path, saved_as=final, at=time.time()))
+        with self._lock:
+            self._published.add(uid)
+        if self._journal:
+            self._journal.add(uid, path)
+
+    def _reject(self, msg: Message, reason: str) -> None:
+        with self.stats.lock:
+            self.stats.records_rejected += 1
+            count = self.stats.records_rejected
+        if count <= REJECTS_REPORTED_ONE_BY_ONE or count % 1000 == 0:
+            if count > REJECTS_REPORTED_ONE_BY_ONE:
+                reason = f"{reason} ({count} records refused so far)"
+            self.sink(RecordRejected(partition=msg.partition(), offset=msg.offset(), reason=reason, at=time.time()))
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if self.stats.connection != "unreachable":
+                self.stats.connection = "unreachable"
+                self.sink(Notice(level="warning", message=f"Kafka unreachable: {err.str()}", at=time.time()))
+        else:
+            self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))

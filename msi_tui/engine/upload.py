@@ -1,0 +1,393 @@
+"""Files to chunks to one shared Producer, with every delivery accounted for.
+
+Each of `n_threads` upload threads takes one file at a time and reads it once, in order:
+every chunk is hashed and handed to librdkafka as it is read, so the whole-file SHA-256
+comes for free and goes out in the closing `end` record. librdkafka's own threads do the
+network I/O for all files at once; `produce()` only copies into its queue, whose bound (the
+seed's queue_max_size) is the backpressure: a full queue raises BufferError, and we serve
+delivery reports and retry, never drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import KafkaError, Producer
+
+from msi_tui.engine import wire
+from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.events import (
+    FileChangedDuringUpload,
+    FileQueued,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    Notice,
+    Sink,
+)
+from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
+from msi_tui.engine.registry import Registry
+from msi_tui.engine.stats import UploadSnapshot, UploadStats
+from msi_tui.engine.watch import FileFilter, FolderWatcher
+from msi_tui.errors import OperatorError
+from msi_tui.paths import state_dir
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """What the upload commands' options set (defaults are the seed programs')."""
+
+    topic: str = "lecroy_files"
+    n_threads: int = 5
+    chunk_size: int = 16384
+    queue_max_size: int = 3000
+    partitions: int = 5
+    folder: Path | None = None
+    file_filter: FileFilter = field(default_factory=FileFilter)
+    use_polling: bool = False
+    quiet_seconds: float = 3.0
+    use_registry: bool = True
+
+    def __post_init__(self) -> None:
+        if not wire.is_power_of_two(self.chunk_size):
+            raise OperatorError(f"chunk size must be a nonzero power of two (got {self.chunk_size}); try 16384")
+        if self.n_threads < 1:
+            raise OperatorError(f"the number of threads must be at least 1 (got {self.n_threads})")
+        if self.queue_max_size < 1:
+            raise OperatorError(f"the queue size must be at least 1 message (got {self.queue_max_size})")
+
+
+MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: Path
+    relpath: str
+    from_watch: bool
+    attempt: int = 1
+
+
+class _Delivery:
+    """Counts one upload's acknowledgements; runs in the thread serving delivery reports."""
+
+    __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "expected", "acked", "closed", "started")
+
+    def __init__(self, uploader: "Uploader", job: _Job, upload_id: str, size: int, mtime_ns: int, chunks: int) -> None:
+        self.uploader, self.job, self.upload_id = uploader, job, upload_id
+        self.size, self.mtime_ns, self.chunks = size, mtime_ns, chunks
+        self.expected: int | None = None  # known once the closing record is produced
+        self.acked = 0
+        self.closed = False  # counted as done, failed or withdrawn: no more accounting
+        self.started = time.monotonic()
+
+    def on_delivery(self, err: KafkaError | None, msg) -> None:  # noqa: ANN001 - confluent Message
+        stats = self.uploader.stats
+        if err is not None:
+            self.uploader._delivery_failed(self, err)
+            return
+        with stats.lock:
+            self.acked += 1
+            stats.chunks_delivered += 1
+            stats.bytes_delivered += msg.len()
+            if self.acked <= self.chunks:  # the closing record is not a chunk
+                stats.table.bump(self.upload_id)
+            complete = self.acked == self.expected
+        if complete:
+            self.uploader._completed(self)
+
+    def closing_record_sent(self, records: int) -> None:
+        with self.uploader.stats.lock:
+            self.expected = records
+            complete = self.acked == records
+        if complete:
+            self.uploader._completed(self)
+
+
+class Uploader:
+    """The upload service: a watched folder (optional), upload threads, one Producer."""
+
+    def __init__(self, config: ClusterConfig, settings: UploadSettings, sink: Sink) -> None:
+        self.config = config
+        self.settings = settings
+        self.sink = sink
+        self.folder = settings.folder
+        self.stats = UploadStats()
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._stop_new = threading.Event()  # no new chunks: quit was asked
+        self._force = threading.Event()  # give up on undelivered chunks
+        self._stopped = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._threads: list[threading.Thread] = []
+        self._producer: Producer | None = None
+        self._watcher: FolderWatcher | None = None
+        self._registry: Registry | None = None
+        self._outage_reported = False
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the broker and topic, then start the threads. Raises OperatorError."""
+        if self.folder is not None and not self.folder.is_dir():
+            raise OperatorError(f"folder to watch does not exist: {self.folder}")
+        admin = check_reachable(self.config)
+        ensure_topic(admin, self.settings.topic, self.settings.partitions)
+        conf = producer_settings(self.config, self.settings.chunk_size, self.settings.queue_max_size)
+        conf["error_cb"] = self._on_client_error
+        try:
+            self._producer = Producer(conf)
+        except Exception as exc:  # a bad key in the operator's config file
+            raise OperatorError(f"producer settings rejected: {describe_kafka_error(exc)}") from None
+        self.stats.connection = "connected"
+        self._spawn(self._serve_deliveries, "msi-deliveries")
+        for i in range(self.settings.n_threads):
+            self._spawn(self._upload_loop, f"msi-upload-{i}")
+        if self.folder is not None:
+            if self.settings.use_registry:
+                db = state_dir() / "uploads.sqlite3"
+                destination = f"{self.config.bootstrap}/{self.settings.topic}"
+                self._registry = Registry(db, destination, self.folder, self.sink)
+            self._watcher = FolderWatcher(
+                self.folder,
+                self._on_ready,
+                self.sink,
+                file_filter=self.settings.file_filter,
+                use_polling=self.settings.use_polling,
+                quiet_seconds=self.settings.quiet_seconds,
+                is_known=self._registry.is_done if self._registry else (lambda *_: False),
+            )
+            self._watcher.start()
+        self.stats.state = "watching" if self.folder is not None else "sending"
+
+    def _spawn(self, target, name: str) -> None:  # noqa: ANN001
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def enqueue_file(self, path: Path) -> None:
+        """Send one file (its name is the relative path on the other side)."""
+        path = Path(path)
+        if not path.is_file():
+            raise OperatorError(f"no such file: {path}")
+        self._enqueue(_Job(path, path.name, from_watch=False), path.stat().st_size)
+
+    def _on_ready(self, path: Path, relpath: str, size: int, _mtime_ns: int) -> None:
+        self._enqueue(_Job(path, relpath, from_watch=True), size)
+
+    def _enqueue(self, job: _Job, size: int) -> None:
+        if self._stop_new.is_set():
+            return
+        with self.stats.lock:
+            self.stats.files_queued += 1
+        self._jobs.put(job)
+        self.sink(FileQueued(path=job.relpath, size=size, at=time.time()))
+
+    def pause(self) -> None:
+        """Stop starting new chunks; what is queued in librdkafka still goes out."""
+        self._resume.clear()
+        if not self._stop_new.is_set():
+            self.stats.state = "paused"
+
+    def resume(self) -> None:
+        self._resume.set()
+        if not self._stop_new.is_set():
+            self.stats.state = "watching" if self.folder is not None else "sending"
+
+    def request_stop(self) -> None:
+        """Stop watching and producing; the stop completes once every chunk is delivered."""
+        self._stop_new.set()
+        self._resume.set()
+        self.stats.state = "draining"
+        if self._watcher:
+            self._watcher.stop()
+        if self._producer is None:
+            self._stopped.set()
+
+    def force_stop(self) -> None:
+        self._force.set()
+        self.request_stop()
+        if self._producer is not None:
+            self._producer.purge()
+
+    def wait_stopped(self, timeout: float) -> bool:
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def idle(self) -> bool:
+        """Nothing queued, nothing being read, nothing awaiting delivery."""
+        with self.stats.lock:
+            busy = self.stats.files_queued or self.stats.files_in_progress
+        return not busy and self._jobs.empty() and (self._producer is None or len(self._producer) == 0)
+
+    def snapshot(self) -> UploadSnapshot:
+        pending = len(self._producer) if self._producer is not None else 0
+        return self.stats.snapshot(pending_deliveries=pending)
+
+    # --- threads ------------------------------------------------------------------------
+
+    def _serve_deliveries(self) -> None:
+        """Serve delivery reports until quit was asked and every chunk is delivered."""
+        producer = self._producer
+        assert producer is not None
+        senders = [t for t in self._threads if t.name.startswith("msi-upload")]
+        while True:
+            producer.poll(0.2)
+            if self._stop_new.is_set() and not any(t.is_alive() for t in senders):
+                if self._force.is_set() or len(producer) == 0:
+                    break
+        producer.flush(0)
+        if self._registry:
+            self._registry.close()
+        self.stats.state = "stopped"
+        self._stopped.set()
+
+    def _upload_loop(self) -> None:
+        while not self._stop_new.is_set():
+            try:
+                job = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self.stats.lock:
+                self.stats.files_queued -= 1
+                self.stats.files_in_progress += 1
+            try:
+                self._send(job)
+            except Exception as exc:  # one file's trouble must not end the thread
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._give_up(job, f"cannot read: {reason}")
+
+    def _give_up(self, job: _Job, reason: str, delivery: _Delivery | None = None) -> None:
+        with self.stats.lock:
+            if delivery is not None:
+                if delivery.closed:
+                    return
+                delivery.closed = True
+                self.stats.table.update(delivery.upload_id, state="failed", finished=time.time())
+            self.stats.files_in_progress -= 1
+            self.stats.files_failed += 1
+        self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
+
+    def _send(self, job: _Job) -> None:
+        """Read, hash and produce one file, then its closing record."""
+        st = os.stat(job.path)
+        size, mtime_ns, cs = st.st_size, st.st_mtime_ns, self.settings.chunk_size
+        try:
+            job.relpath.encode("utf-8")
+        except UnicodeEncodeError:
+            self._give_up(job, "the file name is not valid UTF-8")
+            return
+        upload_id = uuid.uuid4().hex
+        common = wire.file_headers(upload_id, job.relpath, size, cs)
+        chunks = wire.chunk_count(size, cs)
+        delivery = _Delivery(self, job, upload_id, size, mtime_ns, chunks)
+        with self.stats.lock:
+            self.stats.table.put(upload_id, path=job.relpath, size=size, chunks_done=0, chunks_total=chunks,
+                                 state="sending", started=time.time(), finished=None)
+        if self._registry and job.from_watch:
+            self._registry.mark(job.relpath, size, mtime_ns, upload_id, "sending")
+        self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
+        key = upload_id.encode()
+        digest = hashlib.sha256()
+        with open(job.path, "rb") as f:
+            for index in range(chunks):
+                if not self._resume.is_set():
+                    while not self._resume.wait(0.2):
+                        pass
+                if self._stop_new.is_set():
+                    self._withdraw(job, delivery, common, key, changed=False)
+                    return
+                data = f.read(cs)
+                if len(data) != (cs if index < chunks - 1 else size - cs * (chunks - 1)):
+                    self._withdraw(job, delivery, common, key, changed=True)
+                    return
+                digest.update(data)
+                if not self._produce(data, key, wire.chunk_headers(common, index), delivery.on_delivery):
+                    return
+                with self.stats.lock:
+                    self.stats.chunks_produced += 1
+            grew = f.read(1)
+        after = os.stat(job.path)
+        if grew or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
+            self._withdraw(job, delivery, common, key, changed=True)
+            return
+        if self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), delivery.on_delivery):
+            delivery.closing_record_sent(chunks + 1)
+
+    def _produce(self, value: bytes, key: bytes, headers: wire.Headers, on_delivery) -> bool:  # noqa: ANN001
+        """Produce one record, waiting while librdkafka's queue is full. False if forced to stop."""
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(self.settings.topic, value, key, headers=headers, on_delivery=on_delivery)
+                return True
+            except BufferError:
+                if self._force.is_set():
+                    return False
+                producer.poll(0.05)  # room appears as deliveries are reported
+
+    def _withdraw(self, job: _Job, delivery: _Delivery, common: wire.Headers, key: bytes, changed: bool) -> None:
+        """Abandon an upload part-way: tell reconstructors to drop it, and retry if it changed."""
+        self._produce(b"", key, wire.abort_headers(common), None)
+        with self.stats.lock:
+            delivery.closed = True
+            self.stats.files_in_progress -= 1
+            self.stats.table.update(delivery.upload_id, state="changed" if changed else "stopped", finished=time.time())
+        if not changed:
+            return
+        self.sink(FileChangedDuringUpload(path=job.relpath, at=time.time()))
+        if job.from_watch and self._watcher is not None:
+            self._watcher.recheck(job.relpath)
+        elif job.attempt < MANUAL_RETRIES:
+            self._enqueue(_Job(job.path, job.relpath, False, job.attempt + 1), delivery.size)
+        else:
+            with self.stats.lock:
+                self.stats.files_failed += 1
+            self.sink(FileUploadFailed(path=job.relpath, reason="kept changing while being sent", at=time.time()))
+
+    # --- delivery outcomes (delivery-report thread) --------------------------------------
+
+    def _delivery_failed(self, delivery: _Delivery, err: KafkaError) -> None:
+        if self._registry and delivery.job.from_watch:
+            self._registry.mark(delivery.job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id, "failed")
+        self._give_up(delivery.job, f"delivery failed: {err.str()}", delivery)
+
+    def _completed(self, delivery: _Delivery) -> None:
+        with self.stats.lock:
+            if delivery.closed:
+                return
+            delivery.closed = True
+            self.stats.files_in_progress -= 1
+            self.stats.files_done += 1
+            self.stats.table.update(delivery.upload_id, state="done", finished=time.time())
+        job = delivery.job
+        if self._registry and job.from_watch:
+            self._registry.mark(job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id, "done")
+        self.sink(FileUploaded(path=job.relpath, size=delivery.size, chunks=delivery.chunks,
+                               upload_id=delivery.upload_id, seconds=time.monotonic() - delivery.started, at=time.time()))
+        if self._outage_reported:
+            self._outage_reported = False
+            self.stats.connection = "connected"
+            self.sink(Notice(level="info", message="Kafka is reachable again", at=time.time()))
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if not self._outage_reported:
+                self._outage_reported = True
+                self.stats.connection = "unreachable"
+                self.sink(Notice(level="warning", message=f"Kafka unreachable, chunks wait and are retried: {err.str()}", at=time.time()))
+        elif err.fatal():
+            self.sink(Notice(level="error", message=f"Kafka producer failed: {err.str()}", at=time.time()))
+        else:
+            self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))

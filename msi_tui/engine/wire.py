@@ -1,0 +1,174 @@
+"""The record format on the topic (version 1); docs/record-format.md describes it.
+
+Every record of one upload has the upload id as its key, so all of a file's records land in
+one partition and meet in one consumer. Metadata travels in headers; the value is the raw
+chunk bytes. After the last chunk the uploader sends an `end` record carrying the SHA-256 of
+the whole file (computed while reading, so each byte is read once), or an `abort` record
+when the file changed underneath and the upload is withdrawn.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+VERSION = 1
+MAGIC = b"msi-tui"
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+Kind = Literal["chunk", "end", "abort"]
+_KINDS: frozenset[str] = frozenset(("chunk", "end", "abort"))
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+Headers = list[tuple[str, bytes]]
+
+
+class WireError(ValueError):
+    """A record that is not a valid msi-tui record of a version this reader knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    """Everything a record says about itself except the chunk bytes."""
+
+    kind: Kind
+    upload_id: str
+    path: str
+    size: int
+    chunk_size: int
+    count: int
+    index: int = 0
+    sha256: str = ""
+
+    def chunk_length(self, index: int) -> int:
+        """The exact byte length chunk `index` must have."""
+        if index < self.count - 1:
+            return self.chunk_size
+        return self.size - self.chunk_size * (self.count - 1)
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Chunks needed for `size` bytes; an empty file still has one (empty) chunk."""
+    return max(1, -(-size // chunk_size))
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def file_headers(upload_id: str, path: str, size: int, chunk_size: int) -> Headers:
+    """The headers shared by every record of one upload (built once per file)."""
+    return [
+        ("msi", MAGIC),
+        ("msi.v", b"1"),
+        ("msi.id", upload_id.encode()),
+        ("msi.path", path.encode("utf-8")),
+        ("msi.size", str(size).encode()),
+        ("msi.csize", str(chunk_size).encode()),
+        ("msi.count", str(chunk_count(size, chunk_size)).encode()),
+    ]
+
+
+def chunk_headers(common: Headers, index: int) -> Headers:
+    return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
+
+
+def end_headers(common: Headers, sha256_hex: str) -> Headers:
+    return common + [("msi.kind", b"end"), ("msi.sha256", sha256_hex.encode())]
+
+
+def abort_headers(common: Headers) -> Headers:
+    return common + [("msi.kind", b"abort")]
+
+
+def _int(fields: dict[str, bytes], name: str) -> int:
+    raw = fields.get(name)
+    if raw is None:
+        raise WireError(f"missing header {name}")
+    if not raw.isdigit() or len(raw) > 20:
+        raise WireError(f"header {name} is not a non-negative integer")
+    return int(raw)
+
+
+def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) -> RecordMeta:
+    """Validate a record's headers and return its metadata, or raise WireError saying why.
+
+    `max_size` bounds the declared file size, so nothing is ever sized from a hostile header.
+    """
+    if not headers:
+        raise WireError("not an msi-tui record (no headers)")
+    fields: dict[str, bytes] = {}
+    for name, value in headers:
+        if name in fields:
+            raise WireError(f"header {name} appears twice")
+        fields[name] = value or b""
+    if fields.get("msi") != MAGIC:
+        raise WireError("not an msi-tui record")
+    version = fields.get("msi.v", b"")
+    if version != b"1":
+        shown = version[:16].decode("ascii", "replace")
+        raise WireError(f"record format version {shown!r} is not known to this reader (knows 1)")
+    kind = fields.get("msi.kind", b"").decode("ascii", "replace")
+    if kind not in _KINDS:
+        raise WireError(f"unknown record kind {kind[:16]!r}")
+    upload_id = fields.get("msi.id", b"").decode("ascii", "replace")
+    if not _HEX_ID.fullmatch(upload_id):
+        raise WireError("bad upload id")
+    path = check_relative_path(fields.get("msi.path", b""))
+    size = _int(fields, "msi.size")
+    chunk_size = _int(fields, "msi.csize")
+    count = _int(fields, "msi.count")
+    if size > max_size:
+        raise WireError(f"declared size {size} is over the limit of {max_size} bytes")
+    if not is_power_of_two(chunk_size):
+        raise WireError(f"chunk size {chunk_size} is not a power of two")
+    if count != chunk_count(size, chunk_size):
+        raise WireError(f"chunk count {count} does not match size {size} / chunk size {chunk_size}")
+    meta = RecordMeta(kind, upload_id, path, size, chunk_size, count)  # type: ignore[arg-type]
+    if kind == "chunk":
+        index = _int(fields, "msi.index")
+        if index >= count:
+            raise WireError(f"chunk index {index} out of range (count {count})")
+        return RecordMeta(kind, upload_id, path, size, chunk_size, count, index=index)  # type: ignore[arg-type]
+    if kind == "end":
+        digest = fields.get("msi.sha256", b"").decode("ascii", "replace")
+        if not _HEX_DIGEST.fullmatch(digest):
+            raise WireError("bad or missing SHA-256 in end record")
+        return RecordMeta(kind, upload_id, path, size, chunk_size, count, sha256=digest)  # type: ignore[arg-type]
+    return meta
+
+
+def check_relative_path(raw: bytes) -> str:
+    """Return `raw` as a safe relative POSIX path, or raise WireError.
+
+    Refuses what could escape or surprise the output folder: absolute paths, `..`, `.`,
+    empty parts, backslashes, drive letters, NUL and control characters, overlong names.
+    """
+    if not raw:
+        raise WireError("empty path")
+    if len(raw) > MAX_PATH_BYTES:
+        raise WireError("path too long")
+    try:
+        path = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("path is not UTF-8") from None
+    if any(unicodedata.category(c) == "Cc" for c in path):
+        raise WireError("path contains a control character or NUL")
+    if "\\" in path:
+        raise WireError("path contains a backslash")
+    if path.startswith("/"):
+        raise WireError("path is absolute")
+    if _DRIVE.match(path):
+        raise WireError("path starts with a drive letter")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise WireError(f"path has a forbidden part {part!r}")
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+            raise WireError("a name in the path is too long")
+    return path
