@@ -1,0 +1,91 @@
+"""What the upload and reconstruct panes share: a title, status lines, a rate and an error."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from msi_tui.tui.formatting import human_rate
+from msi_tui.tui.throughput import RateMeter
+
+
+class Line(Static):
+    """A one-line Static that skips repaint when its content did not change (5 Hz updates)."""
+
+    DEFAULT_CSS = "Line { height: auto; }"
+
+    _last: Text | str | None = None
+
+    def set(self, content: Text | str) -> None:
+        if content != self._last:
+            self._last = content
+            self.update(content)
+
+
+class ServicePane(Vertical):
+    """A bordered pane for one service: status lines, rate + sparkline, error banner, table."""
+
+    DEFAULT_CSS = """
+    ServicePane {
+        border: round $primary;
+        border-title-style: bold;
+        padding: 0 1;
+        height: 1fr;
+    }
+    ServicePane:focus-within { border: round $accent; }
+    ServicePane .rate-row { height: 1; }
+    ServicePane .rate { width: auto; min-width: 12; padding-right: 1; }
+    ServicePane Sparkline { width: 1fr; max-width: 120; height: 1; }
+    ServicePane Sparkline > .sparkline--max-color { color: $accent; }
+    ServicePane Sparkline > .sparkline--min-color { color: $primary; }
+    ServicePane FilesTable { scrollbar-size-vertical: 1; }
+    ServicePane .error-banner {
+        display: none;
+        color: $text;
+        background: $error;
+        text-style: bold;
+        padding: 0 1;
+    }
+    ServicePane.-error .error-banner { display: block; }
+    ServicePane FilesTable { height: 1fr; }
+    """
+
+    title = "Service"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.border_title = self.title
+        self.meter = RateMeter()
+        self.start_error: str | None = None
+
+    def compose_rate_row(self) -> ComposeResult:
+        with Horizontal(classes="rate-row"):
+            yield Line(human_rate(None), classes="rate")
+            yield Sparkline([], summary_function=max)
+
+    def show_rate(self, total_bytes: int, at: float, extra: Text | str = "") -> None:
+        """Feed the meter and redraw the rate figure and its sparkline."""
+        before = self.meter.readings
+        rate = self.meter.update(total_bytes, at)
+        text = Text(human_rate(rate), style="bold")
+        if extra:
+            text.append("  ")
+            text.append(extra)
+        self.query_one(".rate", Line).set(text)
+        if self.meter.readings != before:
+            self.query_one(Sparkline).data = list(self.meter.samples)
+
+    def show_start_error(self, message: str) -> None:
+        """Put a start failure in a red banner at the top of the pane; the app keeps going."""
+        self.start_error = message
+        self.query_one(".error-banner", Static).update(f"✗ could not start: {message}")
+        self.add_class("-error")
+
+    def clear_start_error(self) -> None:
+        self.start_error = None
+        self.remove_class("-error")
+
+    def compose_error_banner(self) -> ComposeResult:
+        yield Static("", classes="error-banner")

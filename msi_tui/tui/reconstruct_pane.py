@@ -1,0 +1,70 @@
+"""The Reconstruct pane: what the consumer group is rebuilding, verifying and publishing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+
+from msi_tui.engine.stats import ReconstructSnapshot
+from msi_tui.tui.files_table import FilesTable
+from msi_tui.tui.formatting import count, styled_state
+from msi_tui.tui.pane import Line, ServicePane
+
+# A reconstructed file is only "done" after its SHA-256 matched: say so in the table.
+STATE_LABELS = {"done": "verified"}
+
+
+def reconstruct_summary(snap: ReconstructSnapshot) -> Text:
+    """State and counts on one line: `consuming  read 5,120 · done 39 · receiving 2 · ...`."""
+    text = styled_state(snap.state)
+    text.stylize("bold")
+    text.append("  ")
+    parts = [
+        ("read", snap.messages_read, ""),
+        ("done", snap.files_completed, "green" if snap.files_completed else ""),
+        ("receiving", snap.files_in_progress, ""),
+        ("quarantined", snap.files_quarantined, "bold red" if snap.files_quarantined else ""),
+        ("rejected", snap.records_rejected, "yellow" if snap.records_rejected else ""),
+    ]
+    for i, (label, n, style) in enumerate(parts):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(f"{label} ")
+        text.append(count(n), style=style or "bold")
+    return text
+
+
+class ReconstructPane(ServicePane):
+    """Output folder, group, consumers, counts, throughput with sparkline, lag, files."""
+
+    title = "Reconstruct"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_error_banner()
+        yield Line("", id="reconstruct-where")
+        yield Line(Text("starting", style="yellow"), id="reconstruct-summary")
+        yield from self.compose_rate_row()
+        yield FilesTable(state_labels=STATE_LABELS, id="reconstruct-files")
+
+    def show_where(self, output_dir: Path, group_id: str, consumers: int | None = None) -> None:
+        text = Text.assemble(("output ", "dim"), str(output_dir), ("  group ", "dim"), group_id)
+        if consumers is not None:
+            text.append_text(Text.assemble(("  consumers ", "dim"), str(consumers)))
+        self.query_one("#reconstruct-where", Line).set(text)
+
+    def show_absent(self) -> None:
+        """This session has no reconstructor; say how to get one instead of showing zeros."""
+        self.query_one("#reconstruct-where", Line).set(
+            Text("not reconstructing in this session (start with: msi-tui reconstruct DIR)", style="dim")
+        )
+        self.query_one("#reconstruct-summary", Line).set(styled_state("stopped"))
+
+    def show(self, snap: ReconstructSnapshot, output_dir: Path, group_id: str) -> None:
+        """Redraw from one snapshot (called by the app's refresh timer)."""
+        self.show_where(output_dir, group_id, snap.consumers)
+        self.query_one("#reconstruct-summary", Line).set(reconstruct_summary(snap))
+        lag = Text.assemble(("lag ", "dim"), (count(snap.lag), "bold"))
+        self.show_rate(snap.bytes_written, snap.taken_at, lag)
+        self.query_one(FilesTable).show(snap.files)

@@ -1,0 +1,302 @@
+"""A scripted fake engine for the app's tests, snapshots and screenshots.
+
+`FakeUploader` and `FakeReconstructor` implement the service protocols. Nothing moves on its
+own: no wall clock, no threads. Test code sets counts, advances the fake time and drains
+chunks step by step, and every call the app makes is recorded in `calls`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from msi_tui.engine.events import (
+    FileQueued,
+    FileReconstructed,
+    FileUploaded,
+    FileUploadStarted,
+    Notice,
+    RecordRejected,
+)
+from msi_tui.engine.stats import FileProgress, ReconstructSnapshot, UploadSnapshot
+from msi_tui.errors import OperatorError
+from msi_tui.tui.context import AppContext
+from msi_tui.tui.event_buffer import EventBuffer
+
+FIXED_NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC: every scripted time counts from here
+MB = 1_000_000
+CHUNK = 1 * MB
+
+
+class FakeService:
+    """What both fakes share: recorded calls, a scripted start, a stop the test controls."""
+
+    def __init__(self, start_error: str | None = None) -> None:
+        self.calls: list[str] = []
+        self.start_error = start_error
+        self.start_gate: threading.Event | None = None
+        """When set, start() waits on it (bounded), so a test can quit while starting."""
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.calls.append("start")
+        if self.start_gate is not None:
+            self.start_gate.wait(timeout=10)
+        if self.start_error:
+            raise OperatorError(self.start_error)
+        self._set_state(self.running_state)
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+        self._set_state("paused")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+        self._set_state(self.running_state)
+
+    def force_stop(self) -> None:
+        self.calls.append("force_stop")
+        self._finish_stop()
+
+    def wait_stopped(self, timeout: float) -> bool:
+        self.calls.append("wait_stopped")
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def _finish_stop(self) -> None:
+        self._set_state("stopped")
+        self._stopped.set()
+
+    # Subclasses keep their snapshot in `snap` and say what "running" is called.
+    running_state = "running"
+    snap: UploadSnapshot | ReconstructSnapshot
+
+    def set(self, **changes: object) -> None:
+        """Replace fields of the next snapshot (test code drives the numbers)."""
+        with self._lock:
+            self.snap = dataclasses.replace(self.snap, **changes)  # type: ignore[arg-type]
+
+    def _set_state(self, state: str) -> None:
+        self.set(state=state)
+
+
+class FakeUploader(FakeService):
+    """An UploadService whose snapshot the test scripts; request_stop() drains on demand."""
+
+    running_state = "watching"
+
+    def __init__(self, folder: Path | None = Path("/data/scope-7"), start_error: str | None = None) -> None:
+        super().__init__(start_error)
+        self.folder = folder
+        self.enqueued: list[Path] = []
+        self.snap = UploadSnapshot(
+            state="starting", files_queued=0, files_in_progress=0, files_done=0,
+            files_failed=0, chunks_produced=0, chunks_delivered=0, bytes_delivered=0,
+            pending_deliveries=0, connection="connecting", taken_at=FIXED_NOW,
+        )
+
+    def snapshot(self) -> UploadSnapshot:
+        with self._lock:
+            return self.snap  # type: ignore[return-value]
+
+    def enqueue_file(self, path: Path) -> None:
+        self.calls.append(f"enqueue_file {path}")
+        self.enqueued.append(path)
+
+    def request_stop(self) -> None:
+        """Like the real uploader: draining until the test delivers the pending chunks."""
+        self.calls.append("request_stop")
+        if self.snapshot().pending_deliveries == 0:
+            self._finish_stop()
+        else:
+            self._set_state("draining")
+
+    def tick(self, seconds: float, delivered_bytes: int) -> None:
+        """Advance the fake time; `delivered_bytes` arrived at the broker meanwhile."""
+        snap = self.snapshot()
+        self.set(
+            taken_at=snap.taken_at + seconds,
+            bytes_delivered=snap.bytes_delivered + delivered_bytes,
+            chunks_delivered=snap.chunks_delivered + delivered_bytes // CHUNK,
+            chunks_produced=snap.chunks_produced + delivered_bytes // CHUNK,
+        )
+
+    def deliver(self, chunks: int) -> None:
+        """Acknowledge `chunks` pending deliveries; the drain ends when none is left."""
+        snap = self.snapshot()
+        left = max(0, snap.pending_deliveries - chunks)
+        self.set(pending_deliveries=left, chunks_delivered=snap.chunks_delivered + chunks,
+                 bytes_delivered=snap.bytes_delivered + chunks * CHUNK)
+        if left == 0 and snap.state == "draining":
+            self._finish_stop()
+
+
+class FakeReconstructor(FakeService):
+    """A ReconstructService whose snapshot the test scripts; stops at once unless told."""
+
+    running_state = "consuming"
+
+    def __init__(self, output_dir: Path = Path("/data/received"), group_id: str = "msi-lab",
+                 start_error: str | None = None, stops_at_once: bool = True) -> None:
+        super().__init__(start_error)
+        self.output_dir = output_dir
+        self.group_id = group_id
+        self.stops_at_once = stops_at_once
+        self.snap = ReconstructSnapshot(
+            state="starting", messages_read=0, files_completed=0, files_in_progress=0,
+            files_quarantined=0, records_rejected=0, bytes_written=0, consumers=0, lag=None,
+            connection="connecting", taken_at=FIXED_NOW,
+        )
+
+    def snapshot(self) -> ReconstructSnapshot:
+        with self._lock:
+            return self.snap  # type: ignore[return-value]
+
+    def request_stop(self) -> None:
+        self.calls.append("request_stop")
+        if self.stops_at_once:
+            self._finish_stop()
+        else:
+            self._set_state("stopping")
+
+    def finish_stop(self) -> None:
+        """End a stop that was not immediate (offsets committed, consumers closed)."""
+        self._finish_stop()
+
+    def tick(self, seconds: float, written_bytes: int) -> None:
+        snap = self.snapshot()
+        self.set(
+            taken_at=snap.taken_at + seconds,
+            bytes_written=snap.bytes_written + written_bytes,
+            messages_read=snap.messages_read + written_bytes // CHUNK,
+        )
+
+
+def make_context(uploader: FakeUploader | None = None, reconstructor: FakeReconstructor | None = None,
+                 **overrides: object) -> AppContext:
+    """An AppContext for tests: fixed clock, no cursor blink, lab-like names."""
+    values: dict[str, object] = dict(
+        cluster_name="lab", bootstrap="kafka-1.lab:9092", topic="instrument-files",
+        uploader=uploader, reconstructor=reconstructor, events=EventBuffer(),
+        initial_pane=None, log_path=None, clock=lambda: FIXED_NOW, cursor_blink=False,
+    )
+    values.update(overrides)
+    return AppContext(**values)  # type: ignore[arg-type]
+
+
+# --- a scripted scene: both panes in the middle of a transfer ------------------------------
+
+# A minute of throughput at 5 Hz: a ramp, then a plateau with some wobble.
+RATES_MB = [min(180, 40 + 6 * i) + (i * 37 % 23) for i in range(120)]
+
+
+def _progress(path: str, size_mb: int, done: int, state: str, started: float,
+              finished: float | None = None) -> FileProgress:
+    total = max(1, size_mb)
+    return FileProgress(path=path, size=size_mb * MB, chunks_done=done, chunks_total=total,
+                        state=state, started=started, finished=finished)
+
+
+def mid_transfer_upload(up: FakeUploader) -> None:
+    """Numbers and files of an uploader halfway through a morning's acquisitions."""
+    t = FIXED_NOW - 60
+    up.set(
+        taken_at=up.snapshot().taken_at + 61.2,  # ~80 MB/s since the last reading
+        state="watching", connection="connected", files_queued=3, files_in_progress=2,
+        files_done=41, files_failed=1, chunks_produced=5_210, chunks_delivered=4_892,
+        bytes_delivered=4_892 * MB, pending_deliveries=318,
+        files=(
+            _progress("run-0412/scan-041.h5", 120, 120, "done", t, t + 2),
+            _progress("run-0412/scan-042.h5", 120, 120, "done", t + 3, t + 5),
+            _progress("run-0412/bad-header.h5", 4, 1, "failed", t + 6, t + 7),
+            _progress("run-0412/scan-043.h5", 120, 77, "sending", t + 8),
+            _progress("run-0412/scan-044.h5", 120, 12, "sending", t + 9),
+            _progress("run-0412/scan-045.h5", 120, 0, "queued", t + 10),
+            _progress("run-0412/overview.png", 3, 0, "queued", t + 11),
+        ),
+    )
+
+
+def mid_transfer_reconstruct(rec: FakeReconstructor) -> None:
+    """Numbers and files of a reconstructor a little behind the uploader."""
+    t = FIXED_NOW - 60
+    rec.set(
+        taken_at=rec.snapshot().taken_at + 61.2,
+        state="consuming", connection="connected", messages_read=4_870, files_completed=40,
+        files_in_progress=2, files_quarantined=0, records_rejected=1,
+        bytes_written=4_801 * MB, consumers=3, lag=22,
+        files=(
+            _progress("run-0412/scan-041.h5", 120, 120, "done", t + 1, t + 3),
+            _progress("run-0412/scan-042.h5", 120, 120, "done", t + 4, t + 6),
+            _progress("run-0412/scan-043.h5", 120, 70, "receiving", t + 9),
+            _progress("run-0412/scan-044.h5", 120, 5, "receiving", t + 10),
+        ),
+    )
+
+
+def mid_transfer_events(events: EventBuffer) -> None:
+    """A few log lines of the kind a transfer produces."""
+    t = FIXED_NOW - 20
+    for e in (
+        FileUploaded(path="run-0412/scan-042.h5", size=120 * MB, chunks=120, upload_id="u42",
+                     seconds=2.1, at=t),
+        FileReconstructed(path="run-0412/scan-042.h5", size=120 * MB, upload_id="u42",
+                          seconds=2.4, at=t + 1),
+        FileUploadStarted(path="run-0412/scan-044.h5", size=120 * MB, chunks=120,
+                          upload_id="u44", at=t + 2),
+        FileQueued(path="run-0412/overview.png", size=3 * MB, at=t + 3),
+        RecordRejected(partition=2, offset=18_331, reason="not an msi-tui record (no header)",
+                       at=t + 4),
+        Notice(level="error", message="run-0412/bad-header.h5: permission denied", at=t + 5),
+    ):
+        events(e)
+
+
+def play_mid_transfer(app: object, up: FakeUploader | None, rec: FakeReconstructor | None) -> None:
+    """Set the scene, then step the fake time so the rates and sparklines fill in."""
+    if up is not None:
+        mid_transfer_upload(up)
+    if rec is not None:
+        mid_transfer_reconstruct(rec)
+    for i, rate in enumerate(RATES_MB):
+        if up is not None:
+            up.tick(0.2, int(rate * MB * 0.2))
+        if rec is not None:
+            rec.tick(0.2, int((rate - 10 + (i % 3) * 5) * MB * 0.2))
+        app.refresh_view()  # type: ignore[attr-defined]
+
+
+async def settle(pilot: object) -> None:
+    """Wait until the start workers are done and the screen has caught up (never a sleep)."""
+    app = pilot.app  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()
+    await pilot.pause()  # type: ignore[attr-defined]
+    app.refresh_view()
+    await pilot.wait_for_scheduled_animations()  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Log timestamps in UTC, so snapshots match on every machine."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def use_utc_process_wide() -> None:
+    """For scripts (screenshots): the same stable timestamps as the tests."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
