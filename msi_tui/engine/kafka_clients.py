@@ -17,6 +17,7 @@ from msi_tui.engine.config import ClusterConfig
 from msi_tui.errors import OperatorError
 
 KAFKA_LOG = logging.getLogger("msi_tui.kafka")
+KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds a log file
 CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 s
 
 

@@ -52,7 +52,9 @@ class OutputFolder:
         """Open (creating if needed) the staged file of an upload; returns fd and path."""
         with self._lock:
             path = self._hidden_dir(STAGING) / f"{upload_id}.part"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            # (0o644 less the umask: the published file is this very inode; the staging
+            # folder itself is 0o700, so nobody reads a partial file.)
             self._open_staged += 1
             return fd, path
 

@@ -96,7 +96,7 @@ class _Delivery:
         with stats.lock:
             self.acked += 1
             stats.chunks_delivered += 1
-            stats.bytes_delivered += msg.len()
+            stats.bytes_delivered += len(msg)
             if self.acked <= self.chunks:  # the closing record is not a chunk
                 stats.table.bump(self.upload_id)
             complete = self.acked == self.expected
@@ -242,7 +242,10 @@ class Uploader:
         assert producer is not None
         senders = [t for t in self._threads if t.name.startswith("msi-upload")]
         while True:
-            producer.poll(0.2)
+            try:
+                producer.poll(0.2)
+            except Exception as exc:  # a bug in accounting must not stop deliveries being served
+                self.sink(Notice(level="error", message=f"delivery report handling failed: {exc!r}", at=time.time()))
             if self._stop_new.is_set() and not any(t.is_alive() for t in senders):
                 if self._force.is_set() or len(producer) == 0:
                     break

@@ -71,7 +71,7 @@ class ActionsMixin(_Base):
 
     def prefill_command(self, text: str) -> None:
         """Put `text` in the command bar and focus it (the palette's `Upload a file…`)."""
-        bar = self.query_one(CommandBar)
+        bar = self.main_screen.query_one(CommandBar)
         bar.value = text
         bar.cursor_position = len(text)
         bar.focus()
@@ -145,13 +145,13 @@ class ActionsMixin(_Base):
         if pane not in PANES:
             return
         self.front_pane = pane  # type: ignore[assignment]
-        self.query_one(Tabs).active = pane  # the TabActivated handler swaps the classes
-        self.query_one(f"#{pane}-files", FilesTable).focus()
+        self.main_screen.query_one(Tabs).active = pane  # the TabActivated handler swaps the classes
+        self.main_screen.query_one(f"#{pane}-files", FilesTable).focus()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         pane = event.tab.id or "upload"
         self.front_pane = pane  # type: ignore[assignment]
-        main = self.query_one("#main")
+        main = self.main_screen.query_one("#main")
         for name in PANES:
             main.set_class(name == pane, f"-show-{name}")
 
@@ -161,13 +161,13 @@ class ActionsMixin(_Base):
 
     def action_focus_panes(self) -> None:
         """Leave the command bar for the front pane, where the letter keys work."""
-        self.query_one(f"#{self.front_pane}-files", FilesTable).focus()
+        self.main_screen.query_one(f"#{self.front_pane}-files", FilesTable).focus()
 
     def action_focus_command(self) -> None:
-        self.query_one(CommandBar).focus()
+        self.main_screen.query_one(CommandBar).focus()
 
     def action_clear_log(self) -> None:
-        self.query_one(EventLog).clear()
+        self.main_screen.query_one(EventLog).clear()
 
     def action_help(self) -> None:
         """Show every command and key on a modal screen."""

@@ -15,6 +15,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.events import Resize
+from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
@@ -93,6 +94,7 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
         }
         self.log_file = LogFile(context.log_path)
         self._start_workers: dict[Worker[str], ServiceSlot] = {}
+        self.main_screen: Screen[None]
         self.front_pane: PaneName = context.initial_pane or (
             "reconstruct" if context.uploader is None and context.reconstructor else "upload"
         )
@@ -117,15 +119,18 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
 
     def on_mount(self) -> None:
         ctx = self.context
-        self.query_one(CommandBar).cursor_blink = ctx.cursor_blink
-        self.query_one("#main").add_class(f"-show-{self.front_pane}")
+        # Queries go to this screen, not `self.screen`: the refresh timer keeps updating the
+        # panes while the help screen or the command palette is on top.
+        self.main_screen = self.screen
+        self.main_screen.query_one(CommandBar).cursor_blink = ctx.cursor_blink
+        self.main_screen.query_one("#main").add_class(f"-show-{self.front_pane}")
         self.log_file.open()
         self.emit("info", f"cluster {ctx.cluster_name} at {ctx.bootstrap}, topic {ctx.topic}")
         if self.log_file.error:
             self.emit("warning", self.log_file.error)
         self._start_services()
         self.install_signal_handlers()
-        self.query_one(CommandBar).focus()
+        self.main_screen.query_one(CommandBar).focus()
         self.refresh_view()
         self.set_interval(1 / ctx.refresh_hz, self.refresh_view)
 
@@ -136,7 +141,7 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
     # --- services ------------------------------------------------------------------------
 
     def _start_services(self) -> None:
-        upload_pane, reconstruct_pane = self.query_one(UploadPane), self.query_one(ReconstructPane)
+        upload_pane, reconstruct_pane = self.main_screen.query_one(UploadPane), self.main_screen.query_one(ReconstructPane)
         up, rec = self.context.uploader, self.context.reconstructor
         if up is None:
             upload_pane.show_absent()
@@ -191,12 +196,14 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
         return ""
 
     def _pane(self, name: PaneName) -> UploadPane | ReconstructPane:
-        return self.query_one(UploadPane) if name == "upload" else self.query_one(ReconstructPane)
+        return self.main_screen.query_one(UploadPane) if name == "upload" else self.main_screen.query_one(ReconstructPane)
 
     # --- the refresh timer ----------------------------------------------------------------
 
     def refresh_view(self) -> None:
         """Drain engine events and redraw every pane from fresh snapshots, in one batch."""
+        if not self.is_running:
+            return  # shutting down: the widgets are being removed, the timer may still tick
         with self.batch_update():
             events, dropped = self.context.events.drain()
             lines = [LogLine(e.at or self.context.clock(), *describe_event(e)) for e in events]
@@ -209,16 +216,16 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
             up, rec = self.slots["upload"], self.slots["reconstruct"]
             if up.status in ("starting", "running") and self.context.uploader is not None:
                 usnap = self.context.uploader.snapshot()
-                self.query_one(UploadPane).show(usnap)
+                self.main_screen.query_one(UploadPane).show(usnap)
                 connections.append(usnap.connection)
                 pending = usnap.pending_deliveries
             if rec.status in ("starting", "running") and self.context.reconstructor is not None:
                 r = self.context.reconstructor
                 rsnap = r.snapshot()
-                self.query_one(ReconstructPane).show(rsnap, r.output_dir, r.group_id)
+                self.main_screen.query_one(ReconstructPane).show(rsnap, r.output_dir, r.group_id)
                 connections.append(rsnap.connection)
             if connections:
-                self.query_one(ClusterHeader).show_connection(combined_connection(connections))
+                self.main_screen.query_one(ClusterHeader).show_connection(combined_connection(connections))
             self.show_quit_progress(pending)
 
     # --- the log ---------------------------------------------------------------------------
@@ -231,7 +238,8 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
         if not lines:
             return
         self.log_file.write(lines)
-        self.query_one(EventLog).add(lines)
+        if self.is_running:
+            self.main_screen.query_one(EventLog).add(lines)
 
 
 def run_app(context: AppContext) -> int:

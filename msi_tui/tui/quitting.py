@@ -79,7 +79,7 @@ class QuitMixin(_Base):
 
     def show_quit_progress(self, pending: int | None) -> None:
         """Called by every refresh: the draining line, and the exit once all have stopped."""
-        status = self.query_one("#status", Line)
+        status = self.main_screen.query_one("#status", Line)
         if self.quit_phase == "running":
             status.set_class(False, "-visible")
             return

@@ -1,0 +1,249 @@
+"""Command line: parses options, then runs the app or the headless console.
+
+Every option takes the hyphen spelling and the seed programs' underscore spelling
+(`--n-threads` / `--n_threads`), so existing scripts keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from msi_tui import __version__
+from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig, load_config
+from msi_tui.engine.reconstruct import DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
+from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.watch import FileFilter
+from msi_tui.engine.wire import is_power_of_two
+from msi_tui.errors import OperatorError
+from msi_tui.paths import state_dir
+
+DEFAULT_TOPIC = "lecroy_files"
+
+
+def _power_of_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of bytes (got {text!r})") from None
+    if not is_power_of_two(value):
+        raise argparse.ArgumentTypeError(f"must be a nonzero power of two such as 16384 (got {value})")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text!r})") from None
+    if value <= 0 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be positive, or -1 to turn it off (got {text})")
+    return value
+
+
+def _opt(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:  # noqa: ANN003
+    """Add --some-name with its seed spelling --some_name as an alias."""
+    flags = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+    parser.add_argument(*flags, dest=name.replace("-", "_"), **kwargs)
+
+
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """Options every command takes. The top-level parser holds the defaults; a command's
+    parser only records what was typed after it, so `msi-tui --topic T upload D` works too."""
+    default = (lambda value: value) if top else (lambda _value: argparse.SUPPRESS)
+    _opt(parser, "config", default=default(DEFAULT_CONFIG), metavar="NAME|PATH",
+         help=f"cluster config: a file, or a name looked up in $MSI_TUI_CONFIG_DIR, the user config dir, "
+              f"then the built-in configs (default: {DEFAULT_CONFIG}, the local broker)")
+    _opt(parser, "bootstrap", default=default(None), metavar="HOST:PORT",
+         help="bootstrap servers, overriding the config's")
+    parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(DEFAULT_TOPIC),
+                        help=f"Kafka topic the files travel through (default: {DEFAULT_TOPIC})")
+    _opt(parser, "n-threads", type=_positive, default=default(5), metavar="N",
+         help="parallel threads: files sent at once, or consumers in the group (default: 5)")
+    _opt(parser, "partitions", type=_positive, default=default(5), metavar="N",
+         help="partitions when the topic has to be created (default: 5)")
+
+
+def _upload_options(parser: argparse.ArgumentParser) -> None:
+    _opt(parser, "chunk-size", type=_power_of_two, default=16384, metavar="BYTES",
+         help="chunk size in bytes, a nonzero power of two (default: %(default)s)")
+    _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
+         help="chunks allowed to wait for delivery at once; backpressure beyond (default: %(default)s)")
+
+
+def _update_seconds(parser: argparse.ArgumentParser) -> None:
+    _opt(parser, "update-seconds", type=_seconds, default=30.0, metavar="S",
+         help="print a '.' still-alive mark every S seconds, -1 for never (default: %(default)g)")
+
+
+def _headless(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--headless", action="store_true",
+                        help="print lines instead of opening the full-screen app (services, scripts)")
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    _opt(parser, "use-polling", action="store_true",
+         help="judge files complete by a quiet period instead of close events (network shares)")
+    _opt(parser, "quiet-seconds", type=float, default=3.0, metavar="S",
+         help="with polling, how long size and mtime must stay unchanged (default: %(default)g)")
+    _opt(parser, "include", action="append", default=[], metavar="GLOB",
+         help="upload only files matching GLOB (repeatable; default: every file)")
+    _opt(parser, "exclude", action="append", default=[], metavar="GLOB",
+         help="skip files matching GLOB (repeatable); dot files and ~$*, *.tmp, *.part are always skipped")
+    _opt(parser, "resend", action="store_true",
+         help="send every file again, even those the registry says were sent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msi-tui",
+        description="Move instrument data files through Apache Kafka, byte for byte. "
+                    "Without a command, opens the full-screen app with both panes.",
+    )
+    parser.add_argument("--version", action="version", version=f"msi-tui {__version__}")
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser("upload-file", help="send one file and wait until every chunk is delivered")
+    p.add_argument("file", type=Path, help="the file to send")
+    _common(p)
+    _upload_options(p)
+
+    p = commands.add_parser("upload", help="send every file in a folder tree, and every file added later")
+    p.add_argument("folder", type=Path, help="the folder to watch (recursively)")
+    _common(p)
+    _upload_options(p)
+    _update_seconds(p)
+    _watch_options(p)
+    _headless(p)
+
+    p = commands.add_parser("reconstruct", help="rebuild files from the topic into a folder")
+    p.add_argument("folder", type=Path, help="output folder (created when missing)")
+    _common(p)
+    _update_seconds(p)
+    _opt(p, "group-id", default=DEFAULT_GROUP_ID, metavar="ID",
+         help="consumer group; the same id on several machines shares the work (default: %(default)s)")
+    _headless(p)
+
+    p = commands.add_parser("demo", help="start the local broker and open the app on demo folders")
+    p.add_argument("folder", type=Path, nargs="?", default=Path("msi-tui-demo"),
+                   help="demo folder: files dropped in FOLDER/outbox arrive in FOLDER/inbox (default: %(default)s)")
+    _common(p)
+
+    p = commands.add_parser("broker", help="run the local single-node Apache Kafka broker")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    _opt(p, "port", type=_positive, default=9092, help="listener port (default: %(default)s)")
+    return parser
+
+
+def _log_to_file() -> Path:
+    """librdkafka's and our diagnostics go to a file, never over the operator's screen."""
+    path = state_dir() / "msi-tui.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("msi_tui")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def _cluster(args: argparse.Namespace) -> ClusterConfig:
+    return load_config(args.config, args.bootstrap)
+
+
+def _upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSettings:
+    watch = getattr(args, "include", None) is not None
+    return UploadSettings(
+        topic=args.topic, n_threads=args.n_threads, chunk_size=args.chunk_size,
+        queue_max_size=args.queue_max_size, partitions=args.partitions, folder=folder,
+        file_filter=FileFilter(tuple(args.include), tuple(args.exclude)) if watch else FileFilter(),
+        use_polling=getattr(args, "use_polling", False), quiet_seconds=getattr(args, "quiet_seconds", 3.0),
+        use_registry=not getattr(args, "resend", False),
+    )
+
+
+def _wants_app(args: argparse.Namespace) -> bool:
+    """The app needs a terminal; in CI or with redirected output we run headless instead."""
+    if getattr(args, "headless", False):
+        return False
+    if os.environ.get("CI") or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("msi-tui: no terminal here, running headless", file=sys.stderr)
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from msi_tui.console import Console
+
+    if args.command == "broker":
+        from msi_tui.broker.command import run_broker_command
+
+        return run_broker_command(args.action, args.port)
+    log_path = _log_to_file()
+    if args.command in (None, "demo"):
+        from msi_tui.launch import run_app_command
+
+        return run_app_command(args, log_path)
+    if args.command == "upload" and not args.folder.is_dir():
+        raise OperatorError(f"folder to watch does not exist: {args.folder}")
+    if args.command == "upload-file" and not args.file.is_file():
+        raise OperatorError(f"no such file: {args.file}")
+    if args.command in ("upload", "reconstruct") and _wants_app(args):
+        from msi_tui.launch import run_app_command
+
+        return run_app_command(args, log_path)
+
+    console = Console()
+    config = _cluster(args)
+    if args.command == "reconstruct":
+        service = Reconstructor(config, ReconstructSettings(
+            output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
+            group_id=args.group_id, partitions=args.partitions), console.sink)
+        service.start()
+        console.say(f"reconstructing files from topic {args.topic} at {config.bootstrap} into {args.folder} "
+                    f"({args.n_threads} consumers, group {args.group_id}); type check or quit")
+        console.run(service, args.update_seconds)
+        return 0
+    folder = args.folder if args.command == "upload" else None
+    uploader = Uploader(config, _upload_settings(args, folder), console.sink)
+    uploader.start()
+    if folder is not None:
+        console.say(f"watching {folder} for files to send to topic {args.topic} at {config.bootstrap}; type check or quit")
+        console.run(uploader, args.update_seconds)
+    else:
+        uploader.enqueue_file(args.file)
+        console.run(uploader, -1, until_idle=True)
+    snap = uploader.snapshot()
+    return 0 if snap.files_failed == 0 and snap.files_queued == 0 and snap.pending_deliveries == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except OperatorError as exc:
+        print(f"msi-tui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("msi-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The headless front end: one line per fact, the seed programs' '.', check and quit.
+
+Used for services and scripts (and whenever there is no terminal for the app). Typed
+commands are read from standard input when there is one; signals take the same path as
+`quit`: the first asks for a graceful stop, the second forces it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from msi_tui.engine.events import (
+    Event,
+    FileChangedDuringUpload,
+    FileKeptBoth,
+    FileQuarantined,
+    FileReconstructed,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    Notice,
+    RecordRejected,
+)
+from msi_tui.engine.reconstruct import Reconstructor
+from msi_tui.engine.upload import Uploader
+from msi_tui.formatting import human_bytes
+
+DRAIN_REPORT_S = 2.0
+
+
+def describe(event: Event) -> str | None:
+    """The console line for an event, or None for events too small to print."""
+    match event:
+        case FileUploadStarted(path=path, size=size, chunks=chunks):
+            return f"sending {path} ({human_bytes(size)}, {chunks} chunk{'s' * (chunks != 1)})"
+        case FileUploaded(path=path, chunks=chunks, seconds=seconds):
+            return f"sent {path}: all {chunks} chunks delivered in {seconds:.1f} s"
+        case FileUploadFailed(path=path, reason=reason):
+            return f"FAILED {path}: {reason}"
+        case FileChangedDuringUpload(path=path):
+            return f"{path} changed while being sent; it will be sent again"
+        case FileReconstructed(path=path, size=size, duplicate=True):
+            return f"{path} ({human_bytes(size)}) arrived again, identical: kept once"
+        case FileReconstructed(path=path, size=size):
+            return f"reconstructed {path} ({human_bytes(size)}, SHA-256 verified)"
+        case FileQuarantined(path=path, reason=reason, quarantine_path=where):
+            return f"QUARANTINED {path}: {reason} (kept in {where})"
+        case FileKeptBoth(path=path, saved_as=saved_as):
+            return f"{path} already existed with other content: kept it, new file saved as {saved_as}"
+        case RecordRejected(partition=p, offset=o, reason=reason):
+            return f"skipped record at partition {p} offset {o}: {reason}"
+        case Notice(level=level, message=message):
+            return message if level == "info" else f"{level.upper()}: {message}"
+    return None
+
+
+def upload_counts(uploader: Uploader) -> str:
+    s = uploader.snapshot()
+    return (
+        f"files enqueued {s.files_queued}, in progress {s.files_in_progress}, done {s.files_done}, "
+        f"failed {s.files_failed}; chunks waiting for delivery {s.pending_deliveries}; Kafka {s.connection}"
+    )
+
+
+def reconstruct_counts(reconstructor: Reconstructor) -> str:
+    s = reconstructor.snapshot()
+    lag = "unknown" if s.lag is None else str(s.lag)
+    return (
+        f"messages read {s.messages_read}, files completed {s.files_completed}, in progress "
+        f"{s.files_in_progress}, quarantined {s.files_quarantined}, records refused {s.records_rejected}; "
+        f"lag {lag}; Kafka {s.connection}"
+    )
+
+
+class Console:
+    """Prints events and runs one service until it stops."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+        self._quits = 0
+
+    def say(self, line: str) -> None:
+        with self._lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def sink(self, event: Event) -> None:
+        line = describe(event)
+        if line is not None:
+            self.say(line)
+
+    def run(self, service: Uploader | Reconstructor, update_seconds: float, until_idle: bool = False) -> None:
+        """Run a started service until quit (typed or signalled), or, with `until_idle`,
+        until an uploader has nothing left to send."""
+        counts = (lambda: upload_counts(service)) if isinstance(service, Uploader) else (lambda: reconstruct_counts(service))
+        self._install_signals(service)
+        if not until_idle:
+            self._read_commands(service, counts)
+        next_dot = time.monotonic() + update_seconds if update_seconds > 0 else float("inf")
+        next_drain = 0.0
+        while not service.wait_stopped(0.2):
+            now = time.monotonic()
+            if until_idle and isinstance(service, Uploader) and not self._quits and service.idle():
+                service.request_stop()
+            if now >= next_dot:
+                self.say(".")
+                next_dot = now + update_seconds
+            if isinstance(service, Uploader) and self._quits and now >= next_drain:
+                pending = service.snapshot().pending_deliveries
+                if pending:
+                    self.say(f"waiting for {pending} chunk{'s' * (pending != 1)} to be delivered (quit again to give up)")
+                next_drain = now + DRAIN_REPORT_S
+
+    def quit(self, service: Uploader | Reconstructor) -> None:
+        self._quits += 1
+        if self._quits == 1:
+            self.say("quitting: " + ("delivering every enqueued chunk first" if isinstance(service, Uploader) else "committing and leaving the group"))
+            service.request_stop()
+        else:
+            self.say("quitting now, without waiting")
+            service.force_stop()
+
+    def _install_signals(self, service: Uploader | Reconstructor) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = lambda *_: self.quit(service)  # noqa: E731
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def _read_commands(self, service: Uploader | Reconstructor, counts) -> None:  # noqa: ANN001
+        stdin = sys.stdin
+        if stdin is None or stdin.closed:
+            return
+
+        def loop() -> None:
+            for raw in stdin:  # ends quietly at EOF (a service with no input)
+                command = raw.strip().lower()
+                if command in ("check", "c"):
+                    self.say(counts())
+                elif command in ("quit", "q"):
+                    self.quit(service)
+                elif command in ("help", "h", "?"):
+                    self.say("commands: check (c) prints the counts, quit (q) stops gracefully")
+                elif command:
+                    self.say(f"unknown command {command!r}: type check, quit or help")
+
+        threading.Thread(target=loop, name="msi-stdin", daemon=True).start()

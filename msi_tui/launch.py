@@ -1,0 +1,76 @@
+"""Builds the services for the full-screen app and runs it (kept apart so the headless
+path never imports Textual)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msi_tui.engine.config import ClusterConfig, load_config
+from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+from msi_tui.engine.upload import UploadSettings, Uploader
+
+LOCAL_BOOTSTRAP = "127.0.0.1:9092"
+DEMO_FILES = {
+    "welcome.txt": b"msi-tui demo: files dropped in outbox/ arrive, verified, in inbox/.\n",
+    "scope/C1--trace--00001.trc": bytes(range(256)) * 600,
+}
+
+
+def ensure_local_broker(config: ClusterConfig, say=print) -> None:  # noqa: ANN001
+    """Start the embedded local broker when the config points at it and nothing answers."""
+    if config.bootstrap != LOCAL_BOOTSTRAP:
+        return
+    from msi_tui.broker.local import LocalBroker
+
+    broker = LocalBroker(port=9092)
+    if not broker.status().answering:
+        say("starting the local Kafka broker (the first start fetches its jars, about a minute)...")
+        broker.start()
+
+
+def prepare_demo(folder: Path) -> tuple[Path, Path]:
+    """Create FOLDER/outbox and FOLDER/inbox, with a few files to send on a first run."""
+    outbox, inbox = folder / "outbox", folder / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    if not outbox.exists():
+        for rel, data in DEMO_FILES.items():
+            path = outbox / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    return outbox, inbox
+
+
+def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
+    """`msi-tui`, `msi-tui demo`, and `msi-tui upload|reconstruct DIR` with a terminal."""
+    from msi_tui.tui.app import run_app
+    from msi_tui.tui.context import AppContext
+    from msi_tui.tui.event_buffer import EventBuffer
+
+    config = load_config(args.config, args.bootstrap)
+    events = EventBuffer()
+    uploader = reconstructor = None
+    pane = None
+    command = args.command or "demo"
+    if command == "demo":
+        ensure_local_broker(config)
+        outbox, inbox = prepare_demo(getattr(args, "folder", Path("msi-tui-demo")))
+        uploader = Uploader(config, UploadSettings(topic=args.topic, n_threads=args.n_threads,
+                                                   partitions=args.partitions, folder=outbox), events)
+        reconstructor = Reconstructor(config, ReconstructSettings(
+            output_dir=inbox, topic=args.topic, n_threads=args.n_threads,
+            group_id="msi-tui-demo", partitions=args.partitions), events)
+    elif command == "upload":
+        from msi_tui.cli import _upload_settings
+
+        uploader = Uploader(config, _upload_settings(args, args.folder), events)
+        pane = "upload"
+    else:
+        reconstructor = Reconstructor(config, ReconstructSettings(
+            output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
+            group_id=args.group_id, partitions=args.partitions), events)
+        pane = "reconstruct"
+    context = AppContext(cluster_name=config.name, bootstrap=config.bootstrap, topic=args.topic,
+                         uploader=uploader, reconstructor=reconstructor, events=events,
+                         initial_pane=pane, log_path=log_path)
+    return run_app(context)
