@@ -48,3 +48,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         broker.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def topic() -> str:
+    """A fresh topic name for one test, so tests never see each other's records."""
+    from tests.helpers import new_topic
+
+    return new_topic()

@@ -7,12 +7,14 @@ chunks step by step, and every call the app makes is recorded in `calls`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Coroutine, Iterator
 
 import pytest
 
@@ -300,3 +302,13 @@ def use_utc_process_wide() -> None:
     """For scripts (screenshots): the same stable timestamps as the tests."""
     os.environ["TZ"] = "UTC"
     time.tzset()
+
+
+def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test with asyncio.run (no pytest async plugin needed)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper

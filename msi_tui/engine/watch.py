@@ -55,6 +55,7 @@ class _Candidate:
     mtime_ns: int
     changed_at: float  # monotonic time the size or mtime last changed
     closed: bool  # the writer closed it (or moved it in) since its last change
+    by_quiet: bool  # judged by the quiet period: found by a scan, no OS event for it since
 
 
 ReadyCallback = Callable[[Path, str, int, int], None]  # path, relpath, size, mtime_ns
@@ -182,13 +183,13 @@ class FolderWatcher:
         now = time.monotonic()
         old = self._candidates.get(rel)
         if old is None:
-            # A file already quiet when first seen (at start-up, or by a rescan) counts as
-            # closed: nobody has touched it for a quiet period.
-            age = time.time() - st.st_mtime
-            quiet = from_scan and age >= self.quiet_seconds
-            changed_at = now - age if from_scan else now
-            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed or quiet)
+            # A file found by a scan (at start-up, or a rescan) was closed before we watched:
+            # no close event will come, so the quiet period judges it, counted from its mtime.
+            changed_at = now - max(0.0, time.time() - st.st_mtime) if from_scan else now
+            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed, from_scan)
             return
+        if not from_scan:
+            old.by_quiet = False  # the OS reports on this file: wait for its close
         if (old.size, old.mtime_ns) != key:
             old.size, old.mtime_ns, old.changed_at = st.st_size, st.st_mtime_ns, now
             old.closed = closed
@@ -199,7 +200,7 @@ class FolderWatcher:
         now = time.monotonic()
         for rel, cand in list(self._candidates.items()):
             waited = now - cand.changed_at
-            if self.use_polling:
+            if self.use_polling or cand.by_quiet:
                 due = waited >= self.quiet_seconds
             else:
                 due = cand.closed and waited >= CLOSE_SETTLE_S

@@ -1,0 +1,123 @@
+"""Shared test helpers: running the CLI, waiting on conditions, building file trees."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_TIMEOUT = 120.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = DEFAULT_TIMEOUT, every: float = 0.1):
+    """Poll `condition` until it returns something truthy; fail naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def new_topic() -> str:
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+def cli(*args: str, timeout: float = 180, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m msi_tui ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "msi_tui", *args],
+        capture_output=True, text=True, timeout=timeout, input=stdin if stdin is not None else "",
+    )
+
+
+class Background:
+    """A `python -m msi_tui ...` process we talk to through its standard input."""
+
+    def __init__(self, *args: str, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "msi_tui", *args],
+            stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def quit(self, timeout: float = 120) -> int:
+        if self.proc.poll() is None:
+            self.type("quit")
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self._log.close()
+
+    def __enter__(self) -> "Background":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._log.close()
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under root (hidden ones included) as relative path -> SHA-256."""
+    result = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath) / name
+            result[path.relative_to(root).as_posix()] = digest(path)
+    return result
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> None:
+    """A file of `size` pseudo-random bytes, written in 1 MiB blocks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = hashlib.sha256(str(seed).encode()).digest() * (1 << 15)  # 1 MiB
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+        if size:
+            f.seek(0)
+            f.write(os.urandom(min(size, 64)))  # so equal sizes still differ
+
+
+def make_sample_tree(root: Path, chunk_size: int = 16384, big: int = 100_000_000) -> None:
+    """At least 50 files: edge sizes, a large file, spaces and non-ASCII names, subfolders."""
+    sizes = [0, 1, chunk_size - 1, chunk_size, chunk_size + 1, 2 * chunk_size, 3 * chunk_size + 7, big]
+    for i, size in enumerate(sizes):
+        write_random(root / f"edge_{i}_{size}.bin", size, seed=i)
+    names = ["with space.trc", "ñandú.dat", "日本語のファイル.txt", "Übergröße (1).csv", "a'quote\".txt"]
+    for i, name in enumerate(names):
+        write_random(root / "names" / name, 1000 + i, seed=100 + i)
+    for i in range(40):
+        write_random(root / f"level1_{i % 3}" / f"deeper {i % 2}" / f"scope_{i:03}.trc", 5000 + 997 * i, seed=200 + i)

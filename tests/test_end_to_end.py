@@ -1,0 +1,126 @@
+"""Files go through a real Kafka broker and come out byte for byte (headless programs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from tests.helpers import Background, make_sample_tree, tree, wait_until, write_random
+
+pytestmark = pytest.mark.kafka
+
+
+def upload_args(bootstrap: str, topic: str, folder: Path, *extra: str) -> list[str]:
+    return ["upload", str(folder), "--headless", "--bootstrap", bootstrap, "--topic", topic,
+            "--partitions", "4", "--update-seconds", "-1", *extra]
+
+
+def reconstruct_args(bootstrap: str, topic: str, out: Path, *extra: str) -> list[str]:
+    return ["reconstruct", str(out), "--headless", "--bootstrap", bootstrap, "--topic", topic,
+            "--partitions", "4", "--update-seconds", "-1", "--group-id", f"g-{topic}", *extra]
+
+
+def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_sample_tree(src)
+    expected = tree(src)
+    assert len(expected) >= 50
+    with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "5"), log=tmp_path / "r.log") as rec, \
+         Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+        wait_until(lambda: out.is_dir() and tree(out) == expected, "every file rebuilt in OUT", timeout=300, every=1)
+        up.type("check")
+        wait_until(lambda: f"done {len(expected)}" in up.output(), "check to report every file done")
+        rec.type("c")
+        wait_until(lambda: f"files completed {len(expected)}" in rec.output(), "check to report every file completed")
+        assert up.quit() == 0
+        assert rec.quit() == 0
+    assert tree(out) == expected  # nothing else in OUT: no staging or quarantine leftovers
+    assert "Traceback" not in up.output() + rec.output()
+    partitions = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic).topics[topic].partitions
+    assert len(partitions) >= 4
+
+
+def test_two_reconstructors_share_the_work_exactly_once(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out_a, out_b = tmp_path / "src", tmp_path / "a", tmp_path / "b"
+    for i in range(40):
+        write_random(src / f"d{i % 4}" / f"file_{i}.bin", 20_000 + 4099 * i, seed=i)
+    expected = tree(src)
+    group = f"g-{topic}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / name)  # noqa: E731
+    with rec(out_a, "a.log") as a, rec(out_b, "b.log") as b:
+        def group_stable() -> bool:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            assigned = sum(len(m.assignment.topic_partitions) for m in desc.members)
+            return len(desc.members) == 4 and assigned == 4 and str(desc.state).endswith("STABLE")
+        wait_until(group_stable, "both reconstructors to join the group with every partition assigned")
+        with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+            def merged() -> dict[str, str]:
+                return {**tree(out_a), **tree(out_b)}
+            wait_until(lambda: merged() == expected, "every file in one of the two folders", timeout=180, every=1)
+            assert up.quit() == 0
+        assert a.quit() == 0 and b.quit() == 0
+    in_a, in_b = tree(out_a), tree(out_b)
+    assert not set(in_a) & set(in_b), "a file arrived in both folders"
+    assert {**in_a, **in_b} == expected
+    assert in_a and in_b, "one reconstructor got no work: the group did not share it"
+
+
+def test_slowly_written_file_arrives_once_and_complete(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    with Background(*reconstruct_args(kafka_bootstrap, topic, out), log=tmp_path / "r.log") as rec, \
+         Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+        wait_until(lambda: "watching" in up.output(), "the uploader to watch")
+        slow = src / "slow.trc"
+        with open(slow, "wb") as f:
+            for i in range(20):  # 5 s of appends through one open handle, like an instrument
+                f.write(os.urandom(10_000))
+                f.flush()
+                time.sleep(0.25)  # the pace of the simulated instrument, not a wait for a result
+        expected = tree(src)
+        wait_until(lambda: out.is_dir() and tree(out) == expected, "the slow file rebuilt")
+        assert up.quit() == 0
+        assert rec.quit() == 0
+    assert up.output().count("sent slow.trc") == 1
+    assert "changed while being sent" not in up.output()
+    assert rec.output().count("reconstructed slow.trc") == 1
+
+
+def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(12):
+        write_random(src / f"f{i:02}.bin", 6_000_000 + i, seed=i)
+    expected = tree(src)
+    with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+        def all_sent() -> bool:
+            up.type("check")
+            return f"done {len(expected)}" in up.output()
+        wait_until(all_sent, "all files uploaded", every=0.5)
+        assert up.quit() == 0
+
+    def final_files_are_whole() -> None:
+        for name, digest_hex in tree(out).items():
+            if not name.startswith("."):
+                assert digest_hex == expected[name], f"{name} under its final name is not the whole file"
+
+    rec = Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r1.log")
+    wait_until(lambda: (out / ".msi-tui-staging").is_dir() and any((out / ".msi-tui-staging").iterdir()),
+               "reconstruction to be under way", every=0.02)
+    os.kill(rec.proc.pid, signal.SIGKILL)
+    rec.kill()
+    final_files_are_whole()
+    done_before = [n for n in tree(out) if not n.startswith(".")]
+    assert len(done_before) < len(expected), "the kill came too late to prove anything"
+    with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r2.log") as rec2:
+        def settled() -> bool:
+            final_files_are_whole()
+            return {k: v for k, v in tree(out).items() if not k.startswith(".")} == expected
+        wait_until(settled, "every file after the restart", every=0.2)
+        assert rec2.quit() == 0
+    assert tree(out) == expected
