@@ -111,6 +111,7 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="msi-tui",
+        allow_abbrev=False,  # a typo must be an error, not silently another option
         description="Move instrument data files through Apache Kafka, byte for byte. "
                     "Without a command, opens the full-screen app with both panes.",
     )
@@ -118,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = commands.add_parser("upload-file", help="send one file and wait until every chunk is delivered")
+    p = commands.add_parser("upload-file", allow_abbrev=False, help="send one file and wait until every chunk is delivered")
     p.add_argument("file", type=Path, help="the file to send")
     _common(p)
     _upload_options(p)
 
-    p = commands.add_parser("upload", help="send every file in a folder tree, and every file added later")
+    p = commands.add_parser("upload", allow_abbrev=False, help="send every file in a folder tree, and every file added later")
     p.add_argument("folder", type=Path, help="the folder to watch (recursively)")
     _common(p)
     _upload_options(p)
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _watch_options(p)
     _headless(p)
 
-    p = commands.add_parser("reconstruct", help="rebuild files from the topic into a folder")
+    p = commands.add_parser("reconstruct", allow_abbrev=False, help="rebuild files from the topic into a folder")
     p.add_argument("folder", type=Path, help="output folder (created when missing)")
     _common(p)
     _update_seconds(p)
@@ -139,12 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
          help="consumer group; the same id on several machines shares the work (default: %(default)s)")
     _headless(p)
 
-    p = commands.add_parser("demo", help="start the local broker and open the app on demo folders")
+    p = commands.add_parser("demo", allow_abbrev=False, help="start the local broker and open the app on demo folders")
     p.add_argument("folder", type=Path, nargs="?", default=Path("msi-tui-demo"),
                    help="demo folder: files dropped in FOLDER/outbox arrive in FOLDER/inbox (default: %(default)s)")
     _common(p)
 
-    p = commands.add_parser("broker", help="run the local single-node Apache Kafka broker")
+    p = commands.add_parser("broker", allow_abbrev=False, help="run the local single-node Apache Kafka broker")
     p.add_argument("action", choices=("start", "stop", "status"))
     _opt(p, "port", type=_positive, default=9092, help="listener port (default: %(default)s)")
     return parser

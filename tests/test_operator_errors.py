@@ -1,0 +1,103 @@
+"""Operator mistakes get one clear line, a non-zero exit and never a traceback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from msi_tui.broker.local import free_port
+from tests.helpers import cli
+
+
+def assert_clean_error(result, *fragments: str) -> str:  # noqa: ANN001
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    err = result.stderr.strip()
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+@pytest.mark.parametrize("spelling", ["--chunk-size", "--chunk_size"])
+def test_chunk_size_must_be_a_power_of_two(tmp_path: Path, spelling: str) -> None:
+    f = tmp_path / "x"
+    f.write_bytes(b"x")
+    assert_clean_error(cli("upload-file", str(f), spelling, "1000"), "power of two", "1000")
+
+
+def test_chunk_size_zero_is_refused(tmp_path: Path) -> None:
+    assert_clean_error(cli("upload", str(tmp_path), "--headless", "--chunk-size", "0"), "power of two")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert_clean_error(cli("upload-file", str(tmp_path / "nope.trc")), "no such file", "nope.trc")
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    assert_clean_error(cli("upload", str(tmp_path / "gone"), "--headless"), "does not exist", "gone")
+
+
+def test_unreachable_broker_fails_within_15_seconds(tmp_path: Path) -> None:
+    f = tmp_path / "x"
+    f.write_bytes(b"x")
+    started = time.monotonic()
+    result = cli("upload-file", str(f), "--bootstrap", f"127.0.0.1:{free_port()}", timeout=60)
+    elapsed = time.monotonic() - started
+    assert_clean_error(result, "cannot reach Kafka")
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+
+
+def test_unreachable_broker_for_reconstruct(tmp_path: Path) -> None:
+    result = cli("reconstruct", str(tmp_path / "out"), "--headless", "--bootstrap", f"127.0.0.1:{free_port()}", timeout=60)
+    assert_clean_error(result, "cannot reach Kafka")
+
+
+def test_unset_variable_in_config_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MSI_TEST_UNSET_PASSWORD", raising=False)
+    config = tmp_path / "secure.config"
+    config.write_text("[broker]\nbootstrap.servers = 127.0.0.1:1\nsasl.password = ${MSI_TEST_UNSET_PASSWORD}\n")
+    f = tmp_path / "x"
+    f.write_bytes(b"x")
+    assert_clean_error(cli("upload-file", str(f), "--config", str(config)), "$MSI_TEST_UNSET_PASSWORD", "not set")
+
+
+def test_unknown_config_name(tmp_path: Path) -> None:
+    assert_clean_error(cli("reconstruct", str(tmp_path), "--headless", "--config", "no_such_cluster"), "no_such_cluster")
+
+
+def test_unknown_option_is_refused() -> None:
+    assert_clean_error(cli("upload-file", "x", "--n-thread", "3"), "unrecognized arguments")
+
+
+def test_output_folder_not_writable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_clean_error(cli("reconstruct", str(blocker / "out"), "--headless"), "cannot write to output folder")
+
+
+def test_every_command_explains_its_options() -> None:
+    for command in ([], ["upload-file"], ["upload"], ["reconstruct"], ["demo"], ["broker"]):
+        result = cli(*command, "--help")
+        assert result.returncode == 0
+        text = result.stdout
+        for option in ("--config", "--bootstrap", "--topic"):
+            if command != ["broker"]:
+                assert option in text
+        if command in (["upload-file"], ["upload"]):
+            assert "16384" in text and "power of two" in text and "--chunk_size" in text
+        if command == ["upload"]:
+            assert "3000" in text and "--queue_max_size" in text and "-1" in text
+        if command == ["reconstruct"]:
+            assert "--group-id" in text and "msi-tui-reconstruct" in text
+
+
+def test_seed_entry_points_take_seed_options(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for module in ("upload_data_file", "upload_data_files_added_to_directory", "reconstruct_data_files"):
+        result = subprocess.run([sys.executable, "-m", f"msi_tui.{module}", "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "--n_threads" in result.stdout

@@ -1,0 +1,77 @@
+"""The record format: what a reader accepts and what it refuses, with reasons."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from msi_tui.engine import wire
+
+UID = uuid.uuid4().hex
+LIMIT = 1 << 40
+
+
+def headers(path: str = "a/b.trc", size: int = 40000, chunk: int = 16384, **override: bytes) -> wire.Headers:
+    base = dict(wire.chunk_headers(wire.file_headers(UID, path, size, chunk), 1))
+    base.update(override)
+    return list(base.items())
+
+
+def test_a_chunk_record_decodes() -> None:
+    meta = wire.decode(headers(), LIMIT)
+    assert (meta.kind, meta.path, meta.size, meta.chunk_size, meta.count, meta.index) == ("chunk", "a/b.trc", 40000, 16384, 3, 1)
+    assert [meta.chunk_length(i) for i in range(3)] == [16384, 16384, 40000 - 2 * 16384]
+
+
+def test_an_empty_file_has_one_empty_chunk() -> None:
+    assert wire.chunk_count(0, 16384) == 1
+    meta = wire.decode(list(dict(wire.chunk_headers(wire.file_headers(UID, "e", 0, 16384), 0)).items()), LIMIT)
+    assert meta.chunk_length(0) == 0
+
+
+def test_end_record_carries_the_digest() -> None:
+    end = wire.end_headers(wire.file_headers(UID, "x", 5, 16384), "ab" * 32)
+    assert wire.decode(end, LIMIT).sha256 == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("hdrs", "reason"),
+    [
+        (None, "no headers"),
+        ([("foo", b"bar")], "not an msi-tui record"),
+        (headers(**{"msi.v": b"2"}), "version '2' is not known"),
+        (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
+        (headers(**{"msi.id": b"../../x"}), "bad upload id"),
+        (headers(**{"msi.index": b"3"}), "out of range"),
+        (headers(**{"msi.index": b"-1"}), "not a non-negative integer"),
+        (headers(**{"msi.count": b"7"}), "does not match"),
+        (headers(**{"msi.csize": b"1000"}), "power of two"),
+        (headers(**{"msi.size": b"99999999999999"}), "over the limit"),
+        (headers(**{"msi.size": b"1" * 30}), "not a non-negative integer"),
+        (headers() + [("msi", b"msi-tui")], "appears twice"),
+    ],
+)
+def test_malformed_records_are_refused_with_a_reason(hdrs, reason: str) -> None:  # noqa: ANN001
+    with pytest.raises(wire.WireError, match=reason):
+        wire.decode(hdrs, 10**12)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", "../up", "a/../../b", "a/./b", "a//b", "", "C:/x", "c:evil", "a\\b", "nul\x00byte",
+     "tab\tname", "x/" + "n" * 300, "trailing/"],
+)
+def test_hostile_paths_are_refused(path: str) -> None:
+    with pytest.raises(wire.WireError):
+        wire.check_relative_path(path.encode())
+
+
+@pytest.mark.parametrize("path", ["a.trc", "sub dir/ñandú.dat", "日本/ファイル.txt", "..hidden-ish", "a..b"])
+def test_ordinary_paths_pass(path: str) -> None:
+    assert wire.check_relative_path(path.encode()) == path
+
+
+def test_non_utf8_path_is_refused() -> None:
+    with pytest.raises(wire.WireError, match="UTF-8"):
+        wire.check_relative_path(b"\xff\xfe")
