@@ -83,9 +83,13 @@ class Console:
         self.out = out or sys.stdout
         self._lock = threading.Lock()
         self._quits = 0
+        self._bar_drawn = False  # a progress bar occupies the current terminal line
 
     def say(self, line: str) -> None:
         with self._lock:
+            if self._bar_drawn:
+                self.out.write("\r\x1b[K")  # the bar is redrawn below the line
+                self._bar_drawn = False
             self.out.write(line + "\n")
             self.out.flush()
 
@@ -103,8 +107,12 @@ class Console:
             self._read_commands(service, counts)
         next_dot = time.monotonic() + update_seconds if update_seconds > 0 else float("inf")
         next_drain = 0.0
+        bar = until_idle and isinstance(service, Uploader) and self.out.isatty()
+        started = time.monotonic()
         while not service.wait_stopped(0.2):
             now = time.monotonic()
+            if bar:
+                self._progress_bar(service, now - started)
             if until_idle and isinstance(service, Uploader) and not self._quits and service.idle():
                 service.request_stop()
             if now >= next_dot:
@@ -115,6 +123,26 @@ class Console:
                 if pending:
                     self.say(f"waiting for {pending} chunk{'s' * (pending != 1)} to be delivered (quit again to give up)")
                 next_drain = now + DRAIN_REPORT_S
+        if bar:
+            self._progress_bar(service, time.monotonic() - started)
+            with self._lock:
+                self.out.write("\n")
+                self._bar_drawn = False
+
+    def _progress_bar(self, uploader: Uploader, elapsed: float) -> None:
+        """One redrawn line on a terminal: a bar, the percentage and the rate."""
+        snap = uploader.snapshot()
+        done = sum(f.chunks_done for f in snap.files)
+        total = sum(f.chunks_total for f in snap.files) or 1
+        fraction = min(1.0, done / total)
+        width = 30
+        filled = int(fraction * width)
+        rate = snap.bytes_delivered / elapsed if elapsed > 0 else 0.0
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%}  {human_bytes(rate)}/s"
+        with self._lock:
+            self.out.write("\r" + line)
+            self.out.flush()
+            self._bar_drawn = True
 
     def quit(self, service: Uploader | Reconstructor) -> None:
         self._quits += 1

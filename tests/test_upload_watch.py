@@ -1,0 +1,70 @@
+"""The folder uploader: what it picks up, what it skips, and what a restart re-sends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from msi_tui.engine.config import load_config
+from msi_tui.engine.events import Event, FileUploaded, FileUploadStarted
+from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.watch import FileFilter
+from tests.helpers import wait_until, write_random
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def paths(self, kind: type) -> list[str]:
+        with self.lock:
+            return [e.path for e in self.events if isinstance(e, kind)]
+
+
+def run_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder) -> Uploader:
+    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=2), sink)
+    uploader.start()
+    return uploader
+
+
+def stop(uploader: Uploader) -> None:
+    uploader.request_stop()
+    assert uploader.wait_stopped(60)
+
+
+def test_default_filter_skips_hidden_and_temporary_files() -> None:
+    accepts = FileFilter().accepts
+    assert accepts("scope/C1--00001.trc") and accepts("a b/ñ.dat")
+    for rel in (".hidden", "sub/.cache/x", "~$report.docx", "x.tmp", "y.part", "z.swp"):
+        assert not accepts(rel), rel
+    chosen = FileFilter(include=("*.trc",), exclude=("*skip*",))
+    assert chosen.accepts("d/a.trc") and not chosen.accepts("d/a.txt") and not chosen.accepts("skip.trc")
+
+
+@pytest.mark.kafka
+def test_restart_does_not_resend_finished_files(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    folder = tmp_path / "watched"
+    for i in range(3):
+        write_random(folder / f"f{i}.bin", 30_000 + i, seed=i)
+    (folder / ".secret").write_text("never sent")
+    (folder / "draft.tmp").write_text("never sent")
+    first = Recorder()
+    uploader = run_uploader(kafka_bootstrap, topic, folder, first)
+    wait_until(lambda: len(first.paths(FileUploaded)) == 3, "three files sent")
+    stop(uploader)
+    assert sorted(first.paths(FileUploaded)) == ["f0.bin", "f1.bin", "f2.bin"]
+
+    write_random(folder / "f1.bin", 12_345, seed=99)  # changed while we were away
+    second = Recorder()
+    uploader = run_uploader(kafka_bootstrap, topic, folder, second)
+    (folder / "new.bin").write_bytes(b"fresh")
+    wait_until(lambda: {"f1.bin", "new.bin"} <= set(second.paths(FileUploaded)), "the changed and the new file sent")
+    stop(uploader)
+    assert sorted(second.paths(FileUploadStarted)) == ["f1.bin", "new.bin"]
