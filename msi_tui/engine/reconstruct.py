@@ -149,7 +149,8 @@ class Reconstructor:
             self._leave(consumer)
 
     def _process(self, consumer: Consumer, messages: list[Message]) -> None:
-        done: dict[int, int] = {}
+        done: dict[int, int] = {}  # partition -> last offset handled
+        handled = 0
         for i, msg in enumerate(messages):
             err = msg.error()
             if err is not None:
@@ -167,8 +168,9 @@ class Reconstructor:
                 self._stop.wait(RETRY_AFTER_S)
                 break
             done[msg.partition()] = msg.offset()
+            handled += 1
         with self.stats.lock:
-            self.stats.messages_read += len(done)
+            self.stats.messages_read += handled
         with self._lock:
             self._last_offset.update(done)
         self._store_offsets(consumer, done)
