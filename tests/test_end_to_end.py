@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from msi_tui.engine.wire import chunk_count
 from tests.helpers import Background, make_sample_tree, tree, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
@@ -37,6 +39,9 @@ def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str,
         wait_until(lambda: f"done {len(expected)}" in up.output(), "check to report every file done")
         rec.type("c")
         wait_until(lambda: f"files completed {len(expected)}" in rec.output(), "check to report every file completed")
+        records = sum(chunk_count(p.stat().st_size, 16384) + 1 for p in src.rglob("*") if p.is_file())
+        read = int(re.search(r"messages read (\d+)", rec.output()).group(1))
+        assert read >= records
         assert up.quit() == 0
         assert rec.quit() == 0
     assert tree(out) == expected  # nothing else in OUT: no staging or quarantine leftovers
