@@ -129,3 +129,21 @@ def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: 
         wait_until(settled, "every file after the restart", every=0.2)
         assert rec2.quit() == 0
     assert tree(out) == expected
+
+
+def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_random(src / "big.bin", 300_000_000, seed=7)
+    expected = tree(src)
+    with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r.log") as rec:
+        up = Background(*upload_args(kafka_bootstrap, topic, src, "--n-threads", "1"), log=tmp_path / "u1.log")
+        wait_until(lambda: (out / ".msi-tui-staging").is_dir(), "the file to be part-way", every=0.02)
+        up.kill()
+        assert "sent big.bin" not in up.output(), "the kill came too late to prove anything"
+        with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u2.log") as up2:
+            wait_until(lambda: tree(out) == expected, "the file after the uploader's restart", every=0.5)
+            assert up2.quit() == 0
+        # The half-sent upload was withdrawn: nothing stays staged, nothing holds offsets back.
+        wait_until(lambda: not (out / ".msi-tui-staging").exists(), "the staged half upload to be dropped")
+        assert rec.quit() == 0
+    assert tree(out) == expected

@@ -5,10 +5,12 @@ Tests wait on conditions (workers finished, screen settled), never on the wall c
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from msi_tui.engine.events import FileUploaded
 from msi_tui.tui.app import MsiTuiApp, choose_layout
@@ -32,8 +34,14 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def log_text(app: MsiTuiApp) -> str:
-    """Everything in the log panel as plain text."""
-    return "\n".join(strip.text for strip in app.query_one(EventLog).lines)
+    """Everything in the log panel as plain text, wrapped lines joined with one space."""
+    return " ".join(strip.text.strip() for strip in app.main_screen.query_one(EventLog).lines)
+
+
+def rendered(renderable: object) -> str:
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
 
 
 async def type_command(pilot, line: str) -> None:
@@ -184,7 +192,7 @@ async def test_help_shows_commands_and_keys(how: str) -> None:
             await pilot.press(how)
             await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one("#help-text").render())
+        help_text = rendered(app.screen.table)
         assert "upload PATH" in help_text and "F10 or q" in help_text
         await pilot.press("escape")
         await pilot.pause()

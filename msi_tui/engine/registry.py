@@ -15,13 +15,14 @@ from pathlib import Path
 from msi_tui.engine.events import Notice, Sink
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE IF NOT EXISTS uploads (
     destination TEXT NOT NULL,
     folder TEXT NOT NULL,
     relpath TEXT NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     upload_id TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
     state TEXT NOT NULL,
     updated REAL NOT NULL,
     PRIMARY KEY (destination, folder, relpath)
@@ -44,7 +45,7 @@ class Registry:
         try:
             db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
             db.execute(SCHEMA)
-            db.execute("SELECT count(*) FROM files").fetchone()
+            db.execute("SELECT count(*) FROM uploads").fetchone()
         except sqlite3.DatabaseError as exc:
             # A corrupt registry must never become a crash loop: keep it aside, start afresh.
             aside = db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}")
@@ -60,17 +61,28 @@ class Registry:
         """True when this exact version of the file was fully acknowledged before."""
         with self._lock:
             row = self._db.execute(
-                "SELECT size, mtime_ns, state FROM files WHERE destination=? AND folder=? AND relpath=?",
+                "SELECT size, mtime_ns, state FROM uploads WHERE destination=? AND folder=? AND relpath=?",
                 (self.destination, self.folder, relpath),
             ).fetchone()
         return row == (size, mtime_ns, "done")
 
-    def mark(self, relpath: str, size: int, mtime_ns: int, upload_id: str, state: str) -> None:
+    def mark(self, relpath: str, size: int, mtime_ns: int, upload_id: str, chunk_size: int, state: str) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.destination, self.folder, relpath, size, mtime_ns, upload_id, state, time.time()),
+                "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.destination, self.folder, relpath, size, mtime_ns, upload_id, chunk_size, state, time.time()),
             )
+
+    def unfinished(self, relpath: str) -> tuple[str, int, int] | None:
+        """(upload id, size, chunk size) of an upload of this file that never completed:
+        the uploader died or gave up part-way, and reconstructors still wait for it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT upload_id, size, chunk_size FROM uploads WHERE destination=? AND folder=? AND relpath=?"
+                " AND state IN ('sending', 'failed')",
+                (self.destination, self.folder, relpath),
+            ).fetchone()
+        return tuple(row) if row else None  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._lock:

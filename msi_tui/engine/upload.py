@@ -298,7 +298,8 @@ class Uploader:
             self.stats.table.put(upload_id, path=job.relpath, size=size, chunks_done=0, chunks_total=chunks,
                                  state="sending", started=time.time(), finished=None)
         if self._registry and job.from_watch:
-            self._registry.mark(job.relpath, size, mtime_ns, upload_id, "sending")
+            self._withdraw_stale(job.relpath)
+            self._registry.mark(job.relpath, size, mtime_ns, upload_id, cs, "sending")
         self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
         key = upload_id.encode()
         digest = hashlib.sha256()
@@ -326,6 +327,16 @@ class Uploader:
             return
         if self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), delivery.on_delivery):
             delivery.closing_record_sent(chunks + 1)
+
+    def _withdraw_stale(self, relpath: str) -> None:
+        """An earlier run left this file half-sent: withdraw that upload, so reconstructors
+        stop waiting for it (and stop holding their committed offsets back for it)."""
+        assert self._registry is not None
+        stale = self._registry.unfinished(relpath)
+        if stale is not None:
+            old_id, old_size, old_chunk_size = stale
+            headers = wire.abort_headers(wire.file_headers(old_id, relpath, old_size, old_chunk_size))
+            self._produce(b"", old_id.encode(), headers, None)
 
     def _produce(self, value: bytes, key: bytes, headers: wire.Headers, on_delivery) -> bool:  # noqa: ANN001
         """Produce one record, waiting while librdkafka's queue is full. False if forced to stop."""
@@ -363,7 +374,8 @@ class Uploader:
 
     def _delivery_failed(self, delivery: _Delivery, err: KafkaError) -> None:
         if self._registry and delivery.job.from_watch:
-            self._registry.mark(delivery.job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id, "failed")
+            self._registry.mark(delivery.job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id,
+                                self.settings.chunk_size, "failed")
         self._give_up(delivery.job, f"delivery failed: {err.str()}", delivery)
 
     def _completed(self, delivery: _Delivery) -> None:
@@ -376,7 +388,8 @@ class Uploader:
             self.stats.table.update(delivery.upload_id, state="done", finished=time.time())
         job = delivery.job
         if self._registry and job.from_watch:
-            self._registry.mark(job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id, "done")
+            self._registry.mark(job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id,
+                                self.settings.chunk_size, "done")
         self.sink(FileUploaded(path=job.relpath, size=delivery.size, chunks=delivery.chunks,
                                upload_id=delivery.upload_id, seconds=time.monotonic() - delivery.started, at=time.time()))
         if self._outage_reported:

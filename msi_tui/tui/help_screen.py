@@ -54,9 +54,10 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
         self.keys = keys
+        self.table = help_table(keys)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
             scroll.border_title = "msi-tui help"
             scroll.border_subtitle = "Esc to close"
-            yield Static(help_table(self.keys), id="help-text")
+            yield Static(self.table, id="help-text")

@@ -33,11 +33,11 @@ class QuitMixin(_Base):
             self.force_quit()
             return
         if self.quit_phase in ("forcing", "exiting"):
-            self.exit(1 if self.quit_phase == "forcing" else 0)
+            self.exit_with(1 if self.quit_phase == "forcing" else 0)
             return
         active = [s for s in self.slots.values() if s.active]
         if not active:
-            self.exit(0)
+            self.exit_with(0)
             return
         self.quit_phase = "draining"
         for slot in active:
@@ -48,6 +48,10 @@ class QuitMixin(_Base):
                 slot.service.request_stop()
         self.emit("warning", "quit: finishing in-flight chunks; quit again (F10) to force")
         self.refresh_view()
+
+    def exit_with(self, code: int) -> None:
+        """Exit with `code` as both the app's result and its return code."""
+        self.exit(code, return_code=code)
 
     def force_quit(self) -> None:
         """Stop now, giving up whatever has not been delivered, then exit."""
@@ -69,7 +73,7 @@ class QuitMixin(_Base):
         # holding the terminal, and exiting after it leaves no engine thread behind.
         for service in services:
             service.wait_stopped(timeout=FORCED_WAIT)
-        self.call_from_thread(self.exit, code)
+        self.call_from_thread(self.exit_with, code)
 
     def _pending_deliveries(self) -> int:
         up = self.slots["upload"]
@@ -98,7 +102,7 @@ class QuitMixin(_Base):
             self.quit_phase = "exiting"
             status.set("all services stopped: exiting")
             self.emit("success", "all services stopped; nothing left in flight")
-            self.exit(0)
+            self.exit_with(0)
 
     # --- signals ---------------------------------------------------------------------
 
