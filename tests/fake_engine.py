@@ -280,8 +280,14 @@ def play_mid_transfer(app: object, up: FakeUploader | None, rec: FakeReconstruct
 
 async def settle(pilot: object) -> None:
     """Wait until the start workers are done and the screen has caught up (never a sleep)."""
+    from textual.worker import WorkerFailed
+
     app = pilot.app  # type: ignore[attr-defined]
-    await app.workers.wait_for_complete()
+    for worker in list(app.workers):
+        try:
+            await worker.wait()
+        except WorkerFailed:
+            pass  # a scripted start error: the app shows it, the test looks at that
     await pilot.pause()  # type: ignore[attr-defined]
     app.refresh_view()
     await pilot.wait_for_scheduled_animations()  # type: ignore[attr-defined]
@@ -312,3 +318,40 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
         asyncio.run(test(*args, **kwargs))
 
     return wrapper
+
+
+async def scene_mid_transfer(pilot: object) -> None:
+    """Both panes halfway through a transfer, with a deterministic log (the start lines of
+    the two services race each other, so the log is cleared before the scripted events)."""
+    app = pilot.app  # type: ignore[attr-defined]
+    await settle(pilot)
+    app.action_clear_log()
+    mid_transfer_events(app.context.events)
+    play_mid_transfer(app, app.context.uploader, app.context.reconstructor)
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def scene_check(pilot: object) -> None:
+    """The mid-transfer scene, then the operator types `check`."""
+    await scene_mid_transfer(pilot)
+    app = pilot.app  # type: ignore[attr-defined]
+    app.action_clear_log()
+    app.run_command("check")
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def scene_quit_draining(pilot: object) -> None:
+    """The mid-transfer scene, then `quit`: the uploader drains its 318 pending chunks."""
+    await scene_mid_transfer(pilot)
+    app = pilot.app  # type: ignore[attr-defined]
+    app.run_command("quit")
+    app.context.uploader.deliver(107)
+    app.refresh_view()
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+def mid_transfer_app(**overrides: object) -> Any:
+    """An app on a fake uploader and reconstructor (import here: keep this module light)."""
+    from msi_tui.tui.app import MsiTuiApp
+
+    return MsiTuiApp(make_context(FakeUploader(), FakeReconstructor(), **overrides))

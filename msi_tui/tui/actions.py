@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -181,9 +182,15 @@ class ActionsMixin(_Base):
             for binding in bindings:
                 if binding.id and not binding.system:
                     grouped.setdefault(binding.id, []).append(binding)
-        rows = [
-            (" or ".join(self.get_key_display(b) for b in group), group[0].description)
-            for group in grouped.values()
-        ]
+        rows = []
+        for group in grouped.values():
+            # key_display names only the footer's key (F2); help lists every key (F2 or c).
+            keys = dict.fromkeys(
+                self.get_key_display(replace(b, key_display=None)).replace("f", "F", 1)
+                if b.key.startswith("f") and b.key[1:].isdigit()
+                else self.get_key_display(replace(b, key_display=None))
+                for b in group
+            )
+            rows.append((" or ".join(keys), group[0].description))
         rows.append((self.get_key_display(Binding(self.COMMAND_PALETTE_BINDING, "")), "Command palette"))
         return rows

@@ -81,7 +81,7 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
                 tooltip="Type a command"),
         Binding("f10,q", "quit", "Quit", id="quit", key_display="F10",
                 tooltip="Drain in-flight chunks, then exit; again to force"),
-        Binding("ctrl+c", "quit", "Quit", id="interrupt", show=False, priority=True,
+        Binding("ctrl+c", "quit", "Quit (interrupt)", id="interrupt", show=False, priority=True,
                 tooltip="Same as quit: drain, then exit; again to force"),
     ]
 
@@ -224,6 +224,8 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
                 rsnap = r.snapshot()
                 self.main_screen.query_one(ReconstructPane).show(rsnap, r.output_dir, r.group_id)
                 connections.append(rsnap.connection)
+            if any(s.status == "failed" for s in self.slots.values()):
+                connections.append("not started")  # says more than a stale "connecting"
             if connections:
                 self.main_screen.query_one(ClusterHeader).show_connection(combined_connection(connections))
             self.show_quit_progress(pending)

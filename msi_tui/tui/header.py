@@ -6,13 +6,16 @@ from rich.text import Text
 from textual.widgets import Static
 
 # Worst first: the header shows the worst connection state among the running services.
-CONNECTION_ORDER = ("unreachable", "connecting", "unknown", "connected")
-CONNECTION_MARKS = {"connected": "●", "connecting": "◌", "unreachable": "✗", "unknown": "?"}
+CONNECTION_ORDER = ("unreachable", "not started", "connecting", "unknown", "connected")
+CONNECTION_MARKS = {
+    "connected": "●", "connecting": "◌", "unreachable": "✗", "not started": "✗", "unknown": "?",
+}
 # A badge with an explicit background so it reads on any theme and in 16 colours.
 CONNECTION_BADGES = {
     "connected": "bold black on green",
     "connecting": "bold black on yellow",
     "unreachable": "bold white on red",
+    "not started": "bold white on red",
     "unknown": "black on white",
 }
 

@@ -49,6 +49,10 @@ class ServicePane(Vertical):
         padding: 0 1;
     }
     ServicePane.-error .error-banner { display: block; }
+    /* No service (absent) or no start: figures and an empty table would only be noise. */
+    ServicePane.-error .rate-row, ServicePane.-error FilesTable,
+    ServicePane.-absent .rate-row, ServicePane.-absent FilesTable,
+    ServicePane.-absent .summary { display: none; }
     ServicePane FilesTable { height: 1fr; }
     """
 

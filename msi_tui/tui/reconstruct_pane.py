@@ -44,7 +44,7 @@ class ReconstructPane(ServicePane):
     def compose(self) -> ComposeResult:
         yield from self.compose_error_banner()
         yield Line("", id="reconstruct-where")
-        yield Line(Text("starting", style="yellow"), id="reconstruct-summary")
+        yield Line(Text("starting", style="yellow"), id="reconstruct-summary", classes="summary")
         yield from self.compose_rate_row()
         yield FilesTable(state_labels=STATE_LABELS, id="reconstruct-files")
 
@@ -59,7 +59,7 @@ class ReconstructPane(ServicePane):
         self.query_one("#reconstruct-where", Line).set(
             Text("not reconstructing in this session (start with: msi-tui reconstruct DIR)", style="dim")
         )
-        self.query_one("#reconstruct-summary", Line).set(styled_state("stopped"))
+        self.add_class("-absent")
 
     def show(self, snap: ReconstructSnapshot, output_dir: Path, group_id: str) -> None:
         """Redraw from one snapshot (called by the app's refresh timer)."""

@@ -40,7 +40,7 @@ class UploadPane(ServicePane):
     def compose(self) -> ComposeResult:
         yield from self.compose_error_banner()
         yield Line("", id="upload-folder")
-        yield Line(Text("starting", style="yellow"), id="upload-summary")
+        yield Line(Text("starting", style="yellow"), id="upload-summary", classes="summary")
         yield from self.compose_rate_row()
         yield FilesTable(id="upload-files")
 
@@ -53,7 +53,7 @@ class UploadPane(ServicePane):
         self.query_one("#upload-folder", Line).set(
             Text("not uploading in this session (start with: msi-tui upload DIR)", style="dim")
         )
-        self.query_one("#upload-summary", Line).set(styled_state("stopped"))
+        self.add_class("-absent")
 
     def show(self, snap: UploadSnapshot) -> None:
         """Redraw from one snapshot (called by the app's refresh timer)."""
