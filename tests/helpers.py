@@ -87,13 +87,19 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def tree(root: Path) -> dict[str, str]:
-    """Every file under root (hidden ones included) as relative path -> SHA-256."""
+def tree(root: Path, hidden: bool = True) -> dict[str, str]:
+    """Every file under root as relative path -> SHA-256 (files that vanish meanwhile are
+    left out: the reconstructor removes staged files while we look)."""
     result = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             path = Path(dirpath) / name
-            result[path.relative_to(root).as_posix()] = digest(path)
+            try:
+                result[path.relative_to(root).as_posix()] = digest(path)
+            except FileNotFoundError:
+                continue
     return result
 
 

@@ -109,24 +109,20 @@ def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: 
         wait_until(all_sent, "all files uploaded", every=0.5)
         assert up.quit() == 0
 
-    def final_files_are_whole() -> None:
-        for name, digest_hex in tree(out).items():
-            if not name.startswith("."):
-                assert digest_hex == expected[name], f"{name} under its final name is not the whole file"
+    def final_files_are_whole() -> dict[str, str]:
+        final = tree(out, hidden=False)
+        for name, digest_hex in final.items():
+            assert digest_hex == expected[name], f"{name} under its final name is not the whole file"
+        return final
 
     rec = Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r1.log")
     wait_until(lambda: (out / ".msi-tui-staging").is_dir() and any((out / ".msi-tui-staging").iterdir()),
                "reconstruction to be under way", every=0.02)
     os.kill(rec.proc.pid, signal.SIGKILL)
     rec.kill()
-    final_files_are_whole()
-    done_before = [n for n in tree(out) if not n.startswith(".")]
-    assert len(done_before) < len(expected), "the kill came too late to prove anything"
+    assert len(final_files_are_whole()) < len(expected), "the kill came too late to prove anything"
     with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r2.log") as rec2:
-        def settled() -> bool:
-            final_files_are_whole()
-            return {k: v for k, v in tree(out).items() if not k.startswith(".")} == expected
-        wait_until(settled, "every file after the restart", every=0.2)
+        wait_until(lambda: final_files_are_whole() == expected, "every file after the restart", every=0.5)
         assert rec2.quit() == 0
     assert tree(out) == expected
 

@@ -19,6 +19,7 @@ class EventLog(RichLog):
         border-title-style: bold;
         padding: 0 1;
         scrollbar-size-vertical: 1;
+        overflow-y: auto;  /* RichLog always shows its track; only show it when it scrolls */
     }
     EventLog:focus { border: round $accent; }
     """
