@@ -252,6 +252,7 @@ async def test_quit_drains_with_a_visible_count_then_exits() -> None:
 
 @run_async
 async def test_second_quit_forces_and_exits() -> None:
+    before = set(threading.enumerate())
     app, up, rec = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -265,6 +266,11 @@ async def test_second_quit_forces_and_exits() -> None:
     assert "force_stop" in up.calls
     assert app.return_code == 1
     assert up.stopped and rec.stopped
+    for thread in set(threading.enumerate()) - before:  # start and quit workers are done
+        if thread.name.startswith("asyncio_"):
+            continue  # the event loop's own executor: asyncio.run shuts it down
+        thread.join(timeout=5)
+        assert not thread.is_alive(), thread
 
 
 @run_async
