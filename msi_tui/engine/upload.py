@@ -95,9 +95,9 @@ class _Delivery:
             return
         with stats.lock:
             self.acked += 1
-            stats.chunks_delivered += 1
-            stats.bytes_delivered += len(msg)
-            if self.acked <= self.chunks:  # the closing record is not a chunk
+            if self.acked <= self.chunks:  # the closing record is not a chunk (acks come in order)
+                stats.chunks_delivered += 1
+                stats.bytes_delivered += len(msg)
                 stats.table.bump(self.upload_id)
             complete = self.acked == self.expected
         if complete:
