@@ -13,49 +13,20 @@ import threading
 import time
 from typing import TextIO
 
-from msi_tui.engine.events import (
-    Event,
-    FileChangedDuringUpload,
-    FileKeptBoth,
-    FileQuarantined,
-    FileReconstructed,
-    FileUploaded,
-    FileUploadFailed,
-    FileUploadStarted,
-    Notice,
-    RecordRejected,
-)
+from msi_tui.engine.events import Event, FileQueued
 from msi_tui.engine.reconstruct import Reconstructor
 from msi_tui.engine.upload import Uploader
-from msi_tui.formatting import human_bytes
+from msi_tui.formatting import describe_event, human_size
 
 DRAIN_REPORT_S = 2.0
 
 
 def describe(event: Event) -> str | None:
-    """The console line for an event, or None for events too small to print."""
-    match event:
-        case FileUploadStarted(path=path, size=size, chunks=chunks):
-            return f"sending {path} ({human_bytes(size)}, {chunks} chunk{'s' * (chunks != 1)})"
-        case FileUploaded(path=path, chunks=chunks, seconds=seconds):
-            return f"sent {path}: all {chunks} chunks delivered in {seconds:.1f} s"
-        case FileUploadFailed(path=path, reason=reason):
-            return f"FAILED {path}: {reason}"
-        case FileChangedDuringUpload(path=path):
-            return f"{path} changed while being sent; it will be sent again"
-        case FileReconstructed(path=path, size=size, duplicate=True):
-            return f"{path} ({human_bytes(size)}) arrived again, identical: kept once"
-        case FileReconstructed(path=path, size=size):
-            return f"reconstructed {path} ({human_bytes(size)}, SHA-256 verified)"
-        case FileQuarantined(path=path, reason=reason, quarantine_path=where):
-            return f"QUARANTINED {path}: {reason} (kept in {where})"
-        case FileKeptBoth(path=path, saved_as=saved_as):
-            return f"{path} already existed with other content: kept it, new file saved as {saved_as}"
-        case RecordRejected(partition=p, offset=o, reason=reason):
-            return f"skipped record at partition {p} offset {o}: {reason}"
-        case Notice(level=level, message=message):
-            return message if level == "info" else f"{level.upper()}: {message}"
-    return None
+    """The console line for an event (the app's log wording), or None for queueing."""
+    if isinstance(event, FileQueued):
+        return None  # "sending" follows at once; the seed printed one line per file too
+    level, message = describe_event(event)
+    return f"{level.upper()}: {message}" if level in ("warning", "error") else message
 
 
 def upload_counts(uploader: Uploader) -> str:
@@ -138,7 +109,7 @@ class Console:
         width = 30
         filled = int(fraction * width)
         rate = snap.bytes_delivered / elapsed if elapsed > 0 else 0.0
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%}  {human_bytes(rate)}/s"
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%}  {human_size(rate)}/s"
         with self._lock:
             self.out.write("\r" + line)
             self.out.flush()

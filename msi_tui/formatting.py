@@ -1,10 +1,71 @@
-"""Small text helpers shared by the console and the app."""
+"""Text for people, shared by the console and the app (no Textual, no Rich)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msi_tui.engine.events import (
+    Event,
+    FileChangedDuringUpload,
+    FileKeptBoth,
+    FileQuarantined,
+    FileQueued,
+    FileReconstructed,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    Notice,
+    RecordRejected,
+)
+
+LogLevel = Literal["info", "success", "warning", "error"]
 
 
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+def human_size(n: int | float) -> str:
+    """Bytes as a short decimal figure: 0 B, 980 B, 1.2 kB, 45.0 MB, 1.07 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_rate(bytes_per_second: float | None) -> str:
+    """A throughput in MB/s (the unit operators compare against their instrument)."""
+    if bytes_per_second is None:
+        return "– MB/s"
+    return f"{bytes_per_second / 1e6:.1f} MB/s"
+
+
+def describe_event(event: Event) -> tuple[LogLevel, str]:
+    """The log level and one-line message for an engine event."""
+    match event:
+        case FileQueued(path=path, size=size):
+            return "info", f"queued {path} ({human_size(size)})"
+        case FileUploadStarted(path=path, size=size, chunks=chunks):
+            return "info", f"sending {path} ({human_size(size)}, {chunks} chunks)"
+        case FileUploaded(path=path, size=size, seconds=seconds):
+            rate = size / seconds if seconds > 0 else None
+            return "success", (
+                f"uploaded {path} ({human_size(size)} in {seconds:.1f} s, {human_rate(rate)})"
+            )
+        case FileUploadFailed(path=path, reason=reason):
+            return "error", f"upload failed: {path}: {reason}"
+        case FileChangedDuringUpload(path=path):
+            return "warning", f"{path} changed while sending; it will be sent again"
+        case FileReconstructed(path=path, size=size, duplicate=True):
+            return "info", f"duplicate of {path} ignored (already complete)"
+        case FileReconstructed(path=path, size=size, seconds=seconds):
+            return "success", f"reconstructed {path} ({human_size(size)}, verified, {seconds:.1f} s)"
+        case FileQuarantined(path=path, reason=reason, quarantine_path=qpath):
+            return "error", f"quarantined {path}: {reason} (kept in {qpath})"
+        case RecordRejected(partition=partition, offset=offset, reason=reason):
+            return "warning", f"rejected record p{partition}@{offset}: {reason}"
+        case FileKeptBoth(path=path, saved_as=saved_as):
+            return "warning", f"{path} already exists with other content; saved as {saved_as}"
+        case Notice(level=level, message=message):
+            return level, message
+    return "info", repr(event)

@@ -92,8 +92,8 @@ def test_slowly_written_file_arrives_once_and_complete(kafka_bootstrap: str, top
         wait_until(lambda: out.is_dir() and tree(out) == expected, "the slow file rebuilt")
         assert up.quit() == 0
         assert rec.quit() == 0
-    assert up.output().count("sent slow.trc") == 1
-    assert "changed while being sent" not in up.output()
+    assert up.output().count("uploaded slow.trc") == 1
+    assert "changed while sending" not in up.output()
     assert rec.output().count("reconstructed slow.trc") == 1
 
 
@@ -135,7 +135,7 @@ def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootst
         up = Background(*upload_args(kafka_bootstrap, topic, src, "--n-threads", "1"), log=tmp_path / "u1.log")
         wait_until(lambda: (out / ".msi-tui-staging").is_dir(), "the file to be part-way", every=0.02)
         up.kill()
-        assert "sent big.bin" not in up.output(), "the kill came too late to prove anything"
+        assert "uploaded big.bin" not in up.output(), "the kill came too late to prove anything"
         with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u2.log") as up2:
             wait_until(lambda: tree(out) == expected, "the file after the uploader's restart", every=0.5)
             assert up2.quit() == 0

@@ -54,6 +54,12 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 16_777_216,
         "queued.max.messages.kbytes": 16384,  # bounds prefetch memory per consumer thread
+        # librdkafka waits 1 s after the prefetch queue fills: with large records that
+        # capped reconstruction at ~30 MB/s (measured by bench/roundtrip_memory.py).
+        "fetch.queue.backoff.ms": 10,
+        # A member joining must not take unfinished files away from the others: only the
+        # partitions that move are revoked, so their staged files are not rebuilt.
+        "partition.assignment.strategy": "cooperative-sticky",
         # A crashed reconstructor's partitions wait this long before moving to a live
         # member (and its restart waits for its own ghost): 10 s instead of 45 s.
         "session.timeout.ms": 10000,
