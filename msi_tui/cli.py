@@ -15,6 +15,7 @@ from typing import Sequence
 
 from msi_tui import __version__
 from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig, load_config
+from msi_tui.engine.output import CONFLICT_POLICIES
 from msi_tui.engine.reconstruct import DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
 from msi_tui.engine.upload import UploadSettings, Uploader
 from msi_tui.engine.watch import FileFilter
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     _update_seconds(p)
     _opt(p, "group-id", default=DEFAULT_GROUP_ID, metavar="ID",
          help="consumer group; the same id on several machines shares the work (default: %(default)s)")
+    _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default="keep-both",
+         help="when a different file already has the name: keep-both saves the new one as 'name (2).ext', "
+              "rename-old moves the older one there instead; neither ever deletes (default: %(default)s)")
     _headless(p)
 
     p = commands.add_parser("demo", allow_abbrev=False, help="start the local broker and open the app on demo folders")
@@ -214,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "reconstruct":
         service = Reconstructor(config, ReconstructSettings(
             output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
-            group_id=args.group_id, partitions=args.partitions), console.sink)
+            group_id=args.group_id, partitions=args.partitions, on_conflict=args.on_conflict), console.sink)
         service.start()
         console.say(f"reconstructing files from topic {args.topic} at {config.bootstrap} into {args.folder} "
                     f"({args.n_threads} consumers, group {args.group_id}); type check or quit")

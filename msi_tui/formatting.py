@@ -64,6 +64,8 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
             return "error", f"quarantined {path}: {reason} (kept in {qpath})"
         case RecordRejected(partition=partition, offset=offset, reason=reason):
             return "warning", f"rejected record p{partition}@{offset}: {reason}"
+        case FileKeptBoth(path=path, saved_as=saved_as, older_moved=True):
+            return "warning", f"{path} had other content: the older file is kept as {saved_as}"
         case FileKeptBoth(path=path, saved_as=saved_as):
             return "warning", f"{path} already exists with other content; saved as {saved_as}"
         case Notice(level=level, message=message):

@@ -68,7 +68,7 @@ def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
     else:
         reconstructor = Reconstructor(config, ReconstructSettings(
             output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
-            group_id=args.group_id, partitions=args.partitions), events)
+            group_id=args.group_id, partitions=args.partitions, on_conflict=args.on_conflict), events)
         pane = "reconstruct"
     context = AppContext(cluster_name=config.name, bootstrap=config.bootstrap, topic=args.topic,
                          uploader=uploader, reconstructor=reconstructor, events=events,

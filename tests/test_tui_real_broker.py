@@ -22,7 +22,9 @@ from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.context import AppContext
 from msi_tui.tui.event_buffer import EventBuffer
 from msi_tui.tui.files_table import FilesTable
+from msi_tui.tui.log_panel import EventLog
 from msi_tui.tui.reconstruct_pane import ReconstructPane
+from msi_tui.tui.upload_pane import UploadPane
 from tests.fake_engine import run_async
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -31,12 +33,27 @@ WAIT_S = 60.0
 
 
 async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:  # noqa: ANN001
-    """Poll `condition` between app refreshes until it holds; fail naming `what`."""
+    """Poll `condition` between app refreshes until it holds; fail naming `what` and
+    saying what the app showed at that moment."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{app_state(pilot.app)}")
         await pilot.pause(0.1)
+
+
+def app_state(app: MsiTuiApp) -> str:
+    """The slots, both panes' tables and the log panel, for a failure message."""
+    lines = [f"slots: {[(s.name, s.status, s.error) for s in app.slots.values()]}"]
+    try:
+        lines.append(f"reconstruct rows: {reconstruct_rows(app)}")
+        upload_table = app.main_screen.query_one(UploadPane).query_one(FilesTable)
+        lines.append(f"upload rows: {[[str(c) for c in upload_table.get_row(k)] for k in upload_table.rows]}")
+        lines.append("log:")
+        lines.extend(strip.text.rstrip() for strip in app.main_screen.query_one(EventLog).lines)
+    except Exception as exc:  # the screen may be gone already
+        lines.append(f"(screen not readable: {exc!r})")
+    return "\n".join(lines)
 
 
 def reconstruct_rows(app: MsiTuiApp) -> list[tuple[str, str]]:

@@ -102,10 +102,12 @@ class RecordRejected(Event):
 
 @dataclass(frozen=True)
 class FileKeptBoth(Event):
-    """Another file already had the name: it was kept and the new one saved beside it."""
+    """Another file already had the name, with other content. Both are kept: the new one
+    was saved as `saved_as`, or, with `older_moved`, the older one moved to `saved_as`."""
 
     path: str
     saved_as: str
+    older_moved: bool = False
 
 
 # --- both ------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Nothing is ever written outside the output folder: every directory on the way to
 opened relative to its parent with O_NOFOLLOW, so a symlink planted anywhere in the tree is
 refused rather than followed. A file appears under its final name only complete and
 verified (hard link of the fsynced staged file, which also never replaces an existing
-file), and an existing file with other content is kept, the new one saved beside it.
+file). An existing file with other content is always kept: by default the new file is
+saved beside it as `name (2).ext`; with the `rename-old` policy the older one moves to
+that name and the new one takes the name.
 """
 
 from __future__ import annotations
@@ -13,11 +15,27 @@ import errno
 import hashlib
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 STAGING = ".msi-tui-staging"
 QUARANTINE = ".msi-tui-quarantine"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+MAX_VERSIONS = 10_000
+ConflictPolicy = Literal["keep-both", "rename-old"]
+CONFLICT_POLICIES: tuple[str, ...] = ("keep-both", "rename-old")
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where a verified file went."""
+
+    path: str  # relative path it now has
+    duplicate: bool = False  # an identical file was already there: nothing changed
+    older_kept_as: str | None = None  # rename-old: where the different older file went
 
 
 class UnsafePath(Exception):
@@ -27,8 +45,9 @@ class UnsafePath(Exception):
 class OutputFolder:
     """Creates staged files and publishes them; thread safe."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_conflict: ConflictPolicy = "keep-both") -> None:
         self.root = root
+        self.on_conflict = on_conflict
         self._lock = threading.Lock()
         self._open_staged = 0
 
@@ -76,32 +95,51 @@ class OutputFolder:
                 except OSError:
                     pass  # something else is in there (an earlier run's leftovers): keep it
 
-    def publish(self, fd: int, staged: Path, relpath: str, sha256: str) -> tuple[str, bool]:
+    def publish(self, fd: int, staged: Path, relpath: str, sha256: str) -> Published:
         """Give the verified staged file its final name.
 
-        Returns (the relative path it now has, whether an identical file was already
-        there). Raises UnsafePath when a symlink or file blocks the way.
+        Never replaces a file silently: an identical file already there makes this a
+        duplicate; a different one is kept, per the conflict policy. Raises UnsafePath
+        when a symlink or a file blocks the way.
         """
         os.fsync(fd)
         parts = PurePosixPath(relpath).parts
-        dir_fd = self._open_dirs(parts[:-1])
+        folder, name = parts[:-1], parts[-1]
+        dir_fd = self._open_dirs(folder)
         try:
-            name = parts[-1]
-            for attempt in range(1, 10_000):
+            for attempt in range(1, MAX_VERSIONS):
                 candidate = name if attempt == 1 else _numbered(name, attempt)
                 try:
                     os.link(staged, candidate, dst_dir_fd=dir_fd, follow_symlinks=False)
                 except FileExistsError:
                     if _same_content(dir_fd, candidate, sha256):
                         self.discard_staged(fd, staged)
-                        return _join(parts[:-1], candidate), True
+                        return Published(_join(folder, candidate), duplicate=True)
+                    if attempt == 1 and self.on_conflict == "rename-old":
+                        kept = self._displace(dir_fd, name)
+                        os.rename(staged, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
+                        os.fsync(dir_fd)
+                        self._release(fd, staged.parent)
+                        return Published(_join(folder, name), older_kept_as=_join(folder, kept))
                     continue
                 os.fsync(dir_fd)
                 self.discard_staged(fd, staged)
-                return _join(parts[:-1], candidate), False
+                return Published(_join(folder, candidate))
             raise UnsafePath(f"too many files named like {relpath}")
         finally:
             os.close(dir_fd)
+
+    @staticmethod
+    def _displace(dir_fd: int, name: str) -> str:
+        """Give the existing file a numbered name too (a second link); returns that name."""
+        for attempt in range(2, MAX_VERSIONS):
+            candidate = _numbered(name, attempt)
+            try:
+                os.link(name, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                return candidate
+            except FileExistsError:
+                continue
+        raise UnsafePath(f"too many files named like {name}")
 
     def _open_dirs(self, parts: tuple[str, ...]) -> int:
         fd = os.open(self.root, _DIR_FLAGS)

@@ -21,7 +21,7 @@ from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
 from msi_tui.engine.kafka_clients import check_reachable, consumer_settings, describe_kafka_error, ensure_topic
-from msi_tui.engine.output import OutputFolder, UnsafePath
+from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
 from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
 from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
@@ -43,6 +43,7 @@ class ReconstructSettings:
     partitions: int = 5
     max_file_size: int = 1 << 40  # 1 TiB: a declared size above this is refused
     batch_size: int = 500
+    on_conflict: ConflictPolicy = "keep-both"
 
     def __post_init__(self) -> None:
         if self.n_threads < 1:
@@ -59,7 +60,7 @@ class Reconstructor:
         self.output_dir = settings.output_dir
         self.group_id = settings.group_id
         self.stats = ReconstructStats(consumers=settings.n_threads)
-        self.output = OutputFolder(settings.output_dir)
+        self.output = OutputFolder(settings.output_dir, settings.on_conflict)
         self._lock = threading.Lock()
         self._assemblies: dict[str, Assembly] = {}
         self._published: set[str] = set()
@@ -315,7 +316,7 @@ class Reconstructor:
         problem = "" if a.verified() else "SHA-256 does not match what the uploader sent"
         if not problem:
             try:
-                final, duplicate = self.output.publish(a.fd, a.staged, path, a.expected_sha256)
+                published = self.output.publish(a.fd, a.staged, path, a.expected_sha256)
             except UnsafePath as exc:
                 problem = str(exc)
         if problem:
@@ -327,11 +328,14 @@ class Reconstructor:
         else:
             with self.stats.lock:
                 self.stats.files_completed += 1
-                self.stats.table.update(uid, path=final, state="verified", finished=time.time())
-            self.sink(FileReconstructed(path=final, size=a.meta.size, upload_id=uid,
-                                        seconds=time.monotonic() - a.started, duplicate=duplicate, at=time.time()))
-            if final != path:
-                self.sink(FileKeptBoth(path=path, saved_as=final, at=time.time()))
+                self.stats.table.update(uid, path=published.path, state="verified", finished=time.time())
+            self.sink(FileReconstructed(path=published.path, size=a.meta.size, upload_id=uid,
+                                        seconds=time.monotonic() - a.started, duplicate=published.duplicate,
+                                        at=time.time()))
+            if published.older_kept_as:
+                self.sink(FileKeptBoth(path=path, saved_as=published.older_kept_as, older_moved=True, at=time.time()))
+            elif published.path != path:
+                self.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
         with self._lock:
             self._published.add(uid)
         if self._journal:
