@@ -6,10 +6,13 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Callable
+
+from msi_tui.engine.events import Event
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -127,3 +130,22 @@ def make_sample_tree(root: Path, chunk_size: int = 16384, big: int = 100_000_000
         write_random(root / "names" / name, 1000 + i, seed=100 + i)
     for i in range(40):
         write_random(root / f"level1_{i % 3}" / f"deeper {i % 2}" / f"scope_{i:03}.trc", 5000 + 997 * i, seed=200 + i)
+
+
+class Recorder:
+    """An engine sink that keeps every event, for tests to inspect."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def paths(self, kind: type) -> list[str]:
+        return [e.path for e in self.of(kind)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
 from pathlib import Path
 
@@ -13,25 +12,11 @@ from confluent_kafka import Producer
 
 from msi_tui.engine import wire
 from msi_tui.engine.config import load_config
-from msi_tui.engine.events import Event, FileKeptBoth, FileQuarantined, FileReconstructed, RecordRejected
+from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, RecordRejected
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import tree, wait_until
+from tests.helpers import Recorder, tree, wait_until
 
 pytestmark = pytest.mark.kafka
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def of(self, kind: type) -> list:
-        with self.lock:
-            return [e for e in self.events if isinstance(e, kind)]
 
 
 def send_file(producer: Producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> None:

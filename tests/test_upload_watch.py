@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from msi_tui.engine.config import load_config
-from msi_tui.engine.events import Event, FileUploaded, FileUploadStarted
+from msi_tui.engine.events import FileUploaded, FileUploadStarted
 from msi_tui.engine.upload import UploadSettings, Uploader
 from msi_tui.engine.watch import FileFilter
-from tests.helpers import wait_until, write_random
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def paths(self, kind: type) -> list[str]:
-        with self.lock:
-            return [e.path for e in self.events if isinstance(e, kind)]
+from tests.helpers import Recorder, wait_until, write_random
 
 
 def run_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder) -> Uploader:

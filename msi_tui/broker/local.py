@@ -1,4 +1,11 @@
-"""A single-node Apache Kafka broker (KRaft, combined broker + controller) on 127.0.0.1.
+"""A local Apache Kafka node (KRaft) on 127.0.0.1: by default one combined broker + controller.
+
+The same class runs the nodes of a `LocalCluster` (`msi_tui.broker.cluster`): a dedicated
+controller (`roles="controller"`) and brokers (`roles="broker"`) that share a cluster id and
+`quorum_voters`. Optional listeners for secured-client tests: SASL_PLAINTEXT with SCRAM-SHA-512
+users created at format time (`scram_port`, `scram_users`), and SSL with a PEM key and
+certificate made by openssl (`tls_port`, see `msi_tui.broker.tls`). The PLAINTEXT listener
+stays for inter-broker traffic and the readiness probe; the controller listener is PLAINTEXT.
 
 The broker runs from the Maven Central jars (`msi_tui.broker.jars`) with plain `java -cp`,
 detached in its own session so it outlives the command that started it. Everything it owns
@@ -8,6 +15,7 @@ lives under one home directory::
     <home>/data/               log.dirs; formatted once (data/meta.properties)
     <home>/logs/               server.log (log4j) and console.log (stdout/stderr)
     <home>/broker.pid          pid of the running broker (also its process group)
+    <home>/tls/                ca.pem (give clients this as ssl.ca.location), server.pem
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import base64
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +34,7 @@ from pathlib import Path
 
 from msi_tui import paths
 from msi_tui.broker.jars import ensure_jars, require_java
+from msi_tui.broker.tls import TlsFiles, ensure_tls_files
 from msi_tui.errors import OperatorError
 
 HOST = "127.0.0.1"  # advertised listeners may not be 0.0.0.0; localhost may resolve to ::1
@@ -32,6 +42,10 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 _MAIN_CLASS = "kafka.Kafka"
 _POLL_S = 0.1
+ROLES = ("broker,controller", "broker", "controller")
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+# StorageTool parses --add-scram 'SCRAM-SHA-512=[name=N,password=P]': no ',', ']', '=' or quotes.
+_SCRAM_TEXT = re.compile(r"[A-Za-z0-9._~@+-]+")
 
 # librdkafka logs every refused connection while the broker boots: keep probes quiet.
 _quiet = logging.getLogger("msi_tui.broker.probe")
@@ -94,26 +108,108 @@ class LocalBroker:
     def __init__(
         self,
         home: Path | None = None,
-        port: int = 9092,
+        port: int | None = 9092,
         controller_port: int | None = None,
         heap_mb: int = 512,
+        *,
+        node_id: int = 1,
+        roles: str = "broker,controller",
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        extra_properties: dict[str, str] | None = None,
+        scram_port: int | None = None,
+        scram_users: dict[str, str] | None = None,
+        tls_port: int | None = None,
     ) -> None:
-        """`controller_port` defaults to `port + 1`; `home` to `default_home()`."""
+        """`controller_port` defaults to `port + 1`; `home` to `default_home()`.
+
+        Cluster nodes: `roles` is "broker" or "controller" (then `port` may be None),
+        `quorum_voters` the shared `controller.quorum.voters` (default: this node alone),
+        `cluster_id` the shared id used when formatting, `extra_properties` overrides of
+        server.properties (e.g. replication factors). Security: `scram_port` adds a
+        SASL_PLAINTEXT listener with SCRAM-SHA-512 for `scram_users` {name: password}, created
+        when the data dir is formatted (the first start of a home only); `tls_port` adds an
+        SSL listener whose CA is `ca_path`.
+        """
         # Absolute and canonical: the path is matched against the running process's cmdline.
         self.home = (Path(home) if home is not None else default_home()).expanduser().resolve()
+        if roles not in ROLES:
+            raise OperatorError(f"unknown node roles {roles!r}: use one of {', '.join(ROLES)}")
+        self.roles = roles
+        if port is None and self.has_broker:
+            raise OperatorError("a broker node needs a port")
         self.port = port
-        self.controller_port = controller_port if controller_port is not None else port + 1
-        if self.controller_port == self.port:
-            raise OperatorError(f"the broker and controller ports must differ (both {port})")
+        if controller_port is None:
+            if port is None:
+                raise OperatorError("a controller node needs a controller port")
+            controller_port = port + 1
+        self.controller_port = controller_port
+        client_ports = [p for p in (port, scram_port, tls_port) if p is not None]
+        if len(set(client_ports)) != len(client_ports) or (
+            self.has_controller and self.controller_port in client_ports
+        ):
+            raise OperatorError(
+                f"the broker, SASL, TLS and controller ports must all differ "
+                f"({', '.join(str(p) for p in [*client_ports, self.controller_port])})"
+            )
         self.heap_mb = heap_mb
+        self.node_id = node_id
+        self.quorum_voters = quorum_voters or f"{node_id}@{HOST}:{self.controller_port}"
+        self.cluster_id = cluster_id
+        self.extra_properties = dict(extra_properties or {})
+        self.scram_port = scram_port
+        self.scram_users = dict(scram_users or {})
+        for text in (*self.scram_users, *self.scram_users.values()):
+            if not _SCRAM_TEXT.fullmatch(text):
+                raise OperatorError(
+                    "SCRAM user names and passwords for the local broker may only hold letters, "
+                    "digits and . _ ~ @ + -"
+                )
+        if self.scram_users and scram_port is None:
+            raise OperatorError("SCRAM users need a SASL port (scram_port)")
+        self.tls_port = tls_port
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- layout -----------------------------------------------------------------------------
 
     @property
+    def has_broker(self) -> bool:
+        """This node serves clients (roles "broker" or "broker,controller")."""
+        return "broker" in self.roles
+
+    @property
+    def has_controller(self) -> bool:
+        """This node is a KRaft controller (roles "controller" or "broker,controller")."""
+        return "controller" in self.roles
+
+    @property
     def bootstrap(self) -> str:
         """The `bootstrap.servers` value for clients: "127.0.0.1:PORT"."""
-        return f"{HOST}:{self.port}"
+        return f"{HOST}:{self.port if self.has_broker else self.controller_port}"
+
+    @property
+    def scram_bootstrap(self) -> str:
+        """`bootstrap.servers` of the SASL_PLAINTEXT (SCRAM-SHA-512) listener."""
+        if self.scram_port is None:
+            raise OperatorError("this broker has no SASL listener (scram_port)")
+        return f"{HOST}:{self.scram_port}"
+
+    @property
+    def tls_bootstrap(self) -> str:
+        """`bootstrap.servers` of the SSL listener."""
+        if self.tls_port is None:
+            raise OperatorError("this broker has no TLS listener (tls_port)")
+        return f"{HOST}:{self.tls_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The CA and the broker's PEM key + certificate (made on first start)."""
+        return self.home / "tls"
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate that signed the TLS listener's certificate (`ssl.ca.location`)."""
+        return self.tls_dir / "ca.pem"
 
     @property
     def data_dir(self) -> Path:
@@ -137,14 +233,15 @@ class LocalBroker:
 
     # -- public operations -----------------------------------------------------------------
 
-    def start(self, timeout: float = 120) -> str:
+    def start(self, timeout: float = 120, wait: bool = True) -> str:
         """Start the broker (or find it running) and return its bootstrap "127.0.0.1:PORT".
 
         Idempotent: a broker from this home that is already running is only waited for.
         Fetches the jars on first use, formats `data/` once, launches Java detached and waits
-        until an AdminClient sees the broker. Raises `OperatorError` when a port is taken by
-        something else, the broker exits during startup (quoting its log), or it is not ready
-        within `timeout` seconds (it is then stopped).
+        until an AdminClient sees the broker (a controller-only node: until its port listens).
+        Raises `OperatorError` when a port is taken by something else, the broker exits during
+        startup (quoting its log), or it is not ready within `timeout` seconds (it is then
+        stopped). With `wait=False` it returns right after launching: call `wait_ready()`.
         """
         pid = self._live_pid()
         if pid is not None:
@@ -154,11 +251,12 @@ class LocalBroker:
                     f"the broker in {self.home} is already running on port {running_port} "
                     f"(pid {pid}): stop it first or use that port"
                 )
-            self._wait_ready(pid, timeout)
+            if wait:
+                self._wait_ready(pid, timeout)
             return self.bootstrap
 
         # Refuse before launching Java: a clear message now beats a bind error in a log later.
-        for name, port in (("Kafka", self.port), ("Kafka controller", self.controller_port)):
+        for name, port in self._bound_ports():
             if port_in_use(port):
                 raise OperatorError(
                     f"port {port} on {HOST} ({name}) is already in use by another program: "
@@ -169,7 +267,8 @@ class LocalBroker:
         java = require_java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_path.write_text(self._server_properties(), encoding="utf-8")
+        tls = ensure_tls_files(self.tls_dir) if self.tls_port is not None else None
+        self.properties_path.write_text(self._server_properties(tls), encoding="utf-8")
         if not (self.data_dir / "meta.properties").is_file():
             self._format(java, libs)
 
@@ -186,13 +285,37 @@ class LocalBroker:
             )
         pid = self._proc.pid
         self.pid_path.write_text(f"{pid}\n", encoding="utf-8")
+        if wait:
+            self.wait_ready(timeout)
+        return self.bootstrap
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until the running node answers; on failure or timeout stop it and raise."""
+        pid = self._live_pid()
+        if pid is None:
+            raise OperatorError(
+                f"the Kafka node in {self.home} is not running: {self._log_excerpt()}"
+            )
         try:
             self._wait_ready(pid, timeout)
         except BaseException:
             # Never leave a half-started broker behind (timeout, Ctrl-C, death).
             self._kill_child()
             raise
-        return self.bootstrap
+
+    def kill(self) -> bool:
+        """SIGKILL the node's process group at once (a crash, for failure tests).
+
+        Returns False when no node from this home was running.
+        """
+        pid = self._live_pid()
+        if pid is None:
+            return False
+        self._signal_group(pid, signal.SIGKILL)
+        self._wait_gone(pid, 10)
+        self.pid_path.unlink(missing_ok=True)
+        self._proc = None
+        return True
 
     def stop(self, timeout: float = 30) -> bool:
         """Stop the broker: SIGTERM to its process group, SIGKILL after `timeout` seconds.
@@ -216,7 +339,10 @@ class LocalBroker:
         pid = self._live_pid()
         port = self.port
         answering = False
-        if pid is not None:
+        if pid is not None and not self.has_broker:
+            port = self.controller_port
+            answering = _listening(port)
+        elif pid is not None:
             port = self._configured_port() or self.port
             answering = _answering(f"{HOST}:{port}", 3.0)
         return BrokerStatus(
@@ -229,32 +355,76 @@ class LocalBroker:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _server_properties(self) -> str:
+    def _bound_ports(self) -> list[tuple[str, int]]:
+        """(description, port) of every listener this node binds."""
+        ports = []
+        if self.has_broker:
+            assert self.port is not None
+            ports.append(("Kafka", self.port))
+        if self.scram_port is not None:
+            ports.append(("Kafka SASL", self.scram_port))
+        if self.tls_port is not None:
+            ports.append(("Kafka TLS", self.tls_port))
+        if self.has_controller:
+            ports.append(("Kafka controller", self.controller_port))
+        return ports
+
+    def _server_properties(self, tls: TlsFiles | None = None) -> str:
         # No trailing "# comments" on value lines: Java properties would keep them in the value.
+        listeners: list[tuple[str, str, int]] = []  # (name, security protocol, port)
+        if self.has_broker:
+            assert self.port is not None
+            listeners.append(("PLAINTEXT", "PLAINTEXT", self.port))
+            if self.scram_port is not None:
+                listeners.append(("SASL_PLAINTEXT", "SASL_PLAINTEXT", self.scram_port))
+            if self.tls_port is not None:
+                listeners.append(("SSL", "SSL", self.tls_port))
+        advertised = ",".join(f"{name}://{HOST}:{port}" for name, _, port in listeners)
+        if self.has_controller:
+            listeners.append(("CONTROLLER", "PLAINTEXT", self.controller_port))
+        protocol_map = {name: proto for name, proto, _ in listeners}
+        protocol_map["CONTROLLER"] = "PLAINTEXT"  # brokers need it to reach the controller
         props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "process.roles": self.roles,
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum_voters,
+            "listeners": ",".join(f"{name}://{HOST}:{port}" for name, _, port in listeners),
+            "listener.security.protocol.map": ",".join(f"{k}:{v}" for k, v in protocol_map.items()),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir),
-            "num.partitions": "4",
-            "auto.create.topics.enable": "false",
-            "log.retention.hours": "168",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            "log.cleaner.dedupe.buffer.size": str(MAX_MESSAGE_BYTES),
-            "message.max.bytes": str(MAX_MESSAGE_BYTES),
-            "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
         }
+        if self.has_broker:
+            props.update({
+                "advertised.listeners": advertised,
+                "inter.broker.listener.name": "PLAINTEXT",
+                "num.partitions": "4",
+                "auto.create.topics.enable": "false",
+                "log.retention.hours": "168",
+                "offsets.topic.replication.factor": "1",
+                "offsets.topic.num.partitions": "1",
+                "transaction.state.log.replication.factor": "1",
+                "transaction.state.log.min.isr": "1",
+                "share.coordinator.state.topic.replication.factor": "1",
+                "share.coordinator.state.topic.min.isr": "1",
+                "group.initial.rebalance.delay.ms": "0",
+                "log.cleaner.dedupe.buffer.size": str(MAX_MESSAGE_BYTES),
+                "message.max.bytes": str(MAX_MESSAGE_BYTES),
+                "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+            })
+        if self.scram_port is not None:
+            props.update({
+                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                # Server side of SCRAM: credentials come from the cluster metadata (--add-scram).
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            })
+        if tls is not None:
+            props.update({
+                "listener.name.ssl.ssl.keystore.type": "PEM",
+                "listener.name.ssl.ssl.keystore.location": str(tls.keystore),
+                "listener.name.ssl.ssl.client.auth": "none",
+            })
+        props.update(self.extra_properties)
         lines = ["# Written by msi-tui on every start of the local broker; edits are lost."]
         lines += [f"{key}={value}" for key, value in props.items()]
         return "\n".join(lines) + "\n"
@@ -282,10 +452,12 @@ class LocalBroker:
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            new_cluster_id(),
+            self.cluster_id or new_cluster_id(),
             "-c",
             str(self.properties_path),
         ]
+        for name, password in self.scram_users.items():
+            cmd += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
         try:
             proc = subprocess.run(
                 cmd, cwd=self.home, capture_output=True, text=True, timeout=180, check=False
@@ -313,7 +485,10 @@ class LocalBroker:
                     f"(see {self.logs_dir / 'server.log'})"
                 )
             # A cheap TCP check first; the metadata probe only once the listener is up.
-            if _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
+            if not self.has_broker:
+                if _listening(self.controller_port):
+                    return
+            elif _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
                 return
             time.sleep(min(_POLL_S * 5, max(remaining, 0)))
 
@@ -385,7 +560,7 @@ class LocalBroker:
         for line in text.splitlines():
             if line.startswith("advertised.listeners="):
                 try:
-                    return int(line.rsplit(":", 1)[1])
+                    return int(line.split(",", 1)[0].rsplit(":", 1)[1])
                 except ValueError:
                     return None
         return None

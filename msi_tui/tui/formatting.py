@@ -84,3 +84,16 @@ def styled_state(state: str) -> Text:
 def count(n: int | None) -> str:
     """An integer with thousands separators, or a dash when unknown."""
     return "–" if n is None else f"{n:,}"
+
+
+def summary_line(state: str, parts: list[tuple[str, int, str]]) -> Text:
+    """A pane's state word then `label n` counts separated by dots; each count has its style."""
+    text = styled_state(state)
+    text.stylize("bold")
+    text.append("  ")
+    for i, (label, n, style) in enumerate(parts):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(f"{label} ")
+        text.append(count(n), style=style or "bold")
+    return text

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 
 from msi_tui.engine.stats import ReconstructSnapshot
 from msi_tui.tui.files_table import FilesTable
-from msi_tui.tui.formatting import count, styled_state
+from msi_tui.tui.formatting import count, summary_line
 from msi_tui.tui.pane import Line, ServicePane
 
 # A reconstructed file is only "done" after its SHA-256 matched: say so in the table.
@@ -18,22 +18,13 @@ STATE_LABELS = {"done": "verified"}
 
 def reconstruct_summary(snap: ReconstructSnapshot) -> Text:
     """State and counts on one line: `consuming  read 5,120 · done 39 · receiving 2 · ...`."""
-    text = styled_state(snap.state)
-    text.stylize("bold")
-    text.append("  ")
-    parts = [
+    return summary_line(snap.state, [
         ("read", snap.messages_read, ""),
         ("done", snap.files_completed, "green" if snap.files_completed else ""),
         ("receiving", snap.files_in_progress, ""),
         ("quarantined", snap.files_quarantined, "bold red" if snap.files_quarantined else ""),
         ("rejected", snap.records_rejected, "yellow" if snap.records_rejected else ""),
-    ]
-    for i, (label, n, style) in enumerate(parts):
-        if i:
-            text.append(" · ", style="dim")
-        text.append(f"{label} ")
-        text.append(count(n), style=style or "bold")
-    return text
+    ])
 
 
 class ReconstructPane(ServicePane):

@@ -9,27 +9,18 @@ from textual.app import ComposeResult
 
 from msi_tui.engine.stats import UploadSnapshot
 from msi_tui.tui.files_table import FilesTable
-from msi_tui.tui.formatting import count, styled_state
+from msi_tui.tui.formatting import count, summary_line
 from msi_tui.tui.pane import Line, ServicePane
 
 
 def upload_summary(snap: UploadSnapshot) -> Text:
     """State and file counts on one line: `watching  queued 3 · sending 2 · done 41 · failed 0`."""
-    text = styled_state(snap.state)
-    text.stylize("bold")
-    text.append("  ")
-    parts = [
+    return summary_line(snap.state, [
         ("queued", snap.files_queued, ""),
         ("sending", snap.files_in_progress, ""),
         ("done", snap.files_done, "green" if snap.files_done else ""),
         ("failed", snap.files_failed, "bold red" if snap.files_failed else ""),
-    ]
-    for i, (label, n, style) in enumerate(parts):
-        if i:
-            text.append(" · ", style="dim")
-        text.append(f"{label} ")
-        text.append(count(n), style=style or "bold")
-    return text
+    ])
 
 
 class UploadPane(ServicePane):
