@@ -446,7 +446,7 @@ class LocalBroker:
         ]
 
     def _format(self, java: str, libs: Path) -> None:
-        """Format data/ once with a fresh cluster id (static voters: no --standalone)."""
+        """Format data/ once (static voters: no --standalone), adding the SCRAM users."""
         cmd = [
             *self._java_cmd(java, libs),
             "kafka.tools.StorageTool",
@@ -466,6 +466,8 @@ class LocalBroker:
             raise OperatorError(f"formatting the Kafka data dir {self.data_dir} timed out") from exc
         if proc.returncode != 0:
             detail = _meaningful(proc.stdout + proc.stderr) or f"exit code {proc.returncode}"
+            for password in self.scram_users.values():
+                detail = detail.replace(password, "***")
             raise OperatorError(f"could not format the Kafka data dir {self.data_dir}: {detail}")
 
     def _wait_ready(self, pid: int, timeout: float) -> None:
