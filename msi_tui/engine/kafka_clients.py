@@ -8,6 +8,7 @@ where its reconnect chatter would bury what matters.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from confluent_kafka import KafkaError, KafkaException
@@ -85,23 +86,82 @@ def describe_kafka_error(exc: BaseException) -> str:
     return str(exc)
 
 
+_AUTH_CODES = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+
+
+def _client_error_detail(err: KafkaError) -> str:
+    """librdkafka's text without the "sasl_ssl://host:port/bootstrap: " and "(after ...)" noise."""
+    text = err.str()
+    text = re.sub(r"^\S+://\S+?/(?:bootstrap|\d+): ", "", text)
+    return re.sub(r" \(after \d+ms in state \w+\)$", "", text).strip()
+
+
+class _ClientErrors:
+    """error_cb of the probe: keeps the last credentials/TLS error and the last other one.
+
+    librdkafka reports a rejected login or TLS handshake only here; `list_topics()` itself
+    just fails with "Broker transport failure" until it times out.
+    """
+
+    def __init__(self) -> None:
+        self.denied: KafkaError | None = None
+        self.other: KafkaError | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.code() in _AUTH_CODES or err.code() == KafkaError._SSL:
+            self.denied = err
+        elif err.code() != KafkaError._ALL_BROKERS_DOWN:
+            self.other = err
+
+
+def _refused(config: ClusterConfig, err: KafkaError) -> OperatorError:
+    """The one-line message for credentials or a TLS handshake the broker refused."""
+    detail = _client_error_detail(err)
+    where = f"Kafka at {config.bootstrap}"
+    if err.code() == KafkaError._SSL:
+        return OperatorError(
+            f"TLS connection to {where} failed: {detail} (check ssl.ca.location and "
+            f"security.protocol in {config.source})"
+        )
+    user = config.broker.get("sasl.username")
+    mechanism = config.broker.get("sasl.mechanism") or config.broker.get("sasl.mechanisms") or "SASL"
+    who = f" as user {user!r}" if user else ""
+    return OperatorError(
+        f"authentication failed at Kafka {config.bootstrap}{who} ({mechanism}): {detail} "
+        f"(check sasl.username, sasl.password and sasl.mechanism in {config.source})"
+    )
+
+
 def check_reachable(config: ClusterConfig, timeout: float = CONNECT_TIMEOUT_S) -> AdminClient:
-    """Return an admin client once a broker answers; OperatorError if none does in time."""
-    admin = AdminClient(admin_settings(config))
+    """Return an admin client once a broker answers; OperatorError if none does in time.
+
+    Wrong credentials and failed TLS handshakes end the wait at once with a message saying so.
+    """
+    errors = _ClientErrors()
+    settings = admin_settings(config)
+    settings["error_cb"] = errors
+    try:
+        admin = AdminClient(settings)
+    except KafkaException as exc:  # e.g. an unreadable ssl.ca.location
+        detail = describe_kafka_error(exc).removeprefix("Failed to create admin client: ")
+        raise OperatorError(f"the Kafka client settings in {config.source} were rejected: {detail}") from None
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            metadata = admin.list_topics(timeout=max(0.5, min(3.0, deadline - time.monotonic())))
+            # Short attempts: the error callback is served between them.
+            metadata = admin.list_topics(timeout=max(0.5, min(1.0, deadline - time.monotonic())))
             if metadata.brokers:
                 return admin
         except KafkaException as exc:
             last = describe_kafka_error(exc)
-            if isinstance(exc.args[0], KafkaError) and exc.args[0].code() in (
-                KafkaError._AUTHENTICATION,
-                KafkaError.SASL_AUTHENTICATION_FAILED,
-            ):
-                raise OperatorError(f"Kafka at {config.bootstrap} refused our credentials: {last}") from None
+            if isinstance(exc.args[0], KafkaError) and exc.args[0].code() in _AUTH_CODES:
+                raise _refused(config, exc.args[0]) from None
+        admin.poll(0)
+        if errors.denied is not None:
+            raise _refused(config, errors.denied)
+        if errors.other is not None:
+            last = _client_error_detail(errors.other)
     raise OperatorError(
         f"cannot reach Kafka at {config.bootstrap} within {timeout:.0f} s ({last}); "
         "is the broker running? (`msi-tui broker start` runs the local one)"
