@@ -53,3 +53,24 @@ def test_restart_does_not_resend_finished_files(kafka_bootstrap: str, topic: str
     wait_until(lambda: {"f1.bin", "new.bin"} <= set(second.paths(FileUploaded)), "the changed and the new file sent")
     stop(uploader)
     assert sorted(second.paths(FileUploadStarted)) == ["f1.bin", "new.bin"]
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("how", ["moved in from outside", "renamed from a temporary name", "copied in"])
+def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topic: str, tmp_path: Path, how: str) -> None:
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    sink = Recorder()
+    uploader = run_uploader(kafka_bootstrap, topic, folder, sink)
+    source = tmp_path / "elsewhere.bin"
+    write_random(source, 70_000, seed=5)
+    if how == "moved in from outside":
+        source.rename(folder / "arrived.bin")
+    elif how == "renamed from a temporary name":
+        write_random(folder / "arrived.bin.part", 70_000, seed=5)
+        (folder / "arrived.bin.part").rename(folder / "arrived.bin")
+    else:
+        (folder / "arrived.bin").write_bytes(source.read_bytes())
+    wait_until(lambda: sink.paths(FileUploaded) == ["arrived.bin"], f"a file {how} to be sent")
+    stop(uploader)
+    assert sink.paths(FileUploadStarted) == ["arrived.bin"]

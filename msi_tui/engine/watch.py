@@ -55,7 +55,10 @@ class _Candidate:
     mtime_ns: int
     changed_at: float  # monotonic time the size or mtime last changed
     closed: bool  # the writer closed it (or moved it in) since its last change
-    by_quiet: bool  # judged by the quiet period: found by a scan, no OS event for it since
+    # Judged by the quiet period: found by a scan, or announced only by a "created" event
+    # (a file moved in from outside the tree arrives so, and no close event follows). The
+    # first write event switches it to waiting for the writer's close.
+    by_quiet: bool
 
 
 ReadyCallback = Callable[[Path, str, int, int], None]  # path, relpath, size, mtime_ns
@@ -145,7 +148,7 @@ class FolderWatcher:
                 if kind == "rescan":
                     self._scan(Path(path))
                 else:
-                    self._observe(Path(path), closed=kind in ("closed", "moved"))
+                    self._observe(Path(path), kind)
             self._release_ready()
             if time.monotonic() >= next_scan:
                 self._scan()
@@ -164,9 +167,12 @@ class FolderWatcher:
             if not self.filter.include_hidden:
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
-                self._observe(Path(root) / name, closed=False, from_scan=True)
+                self._observe(Path(root) / name, "scan")
 
-    def _observe(self, path: Path, closed: bool, from_scan: bool = False) -> None:
+    def _observe(self, path: Path, kind: str) -> None:
+        """Update a file's candidacy; `kind` is scan, created, modified, closed or moved."""
+        from_scan = kind == "scan"
+        closed = kind in ("closed", "moved")
         rel = self._relpath(path)
         if rel is None:
             return
@@ -186,10 +192,10 @@ class FolderWatcher:
             # A file found by a scan (at start-up, or a rescan) was closed before we watched:
             # no close event will come, so the quiet period judges it, counted from its mtime.
             changed_at = now - max(0.0, time.time() - st.st_mtime) if from_scan else now
-            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed, from_scan)
+            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed, kind in ("scan", "created"))
             return
-        if not from_scan:
-            old.by_quiet = False  # the OS reports on this file: wait for its close
+        if kind == "modified":
+            old.by_quiet = False  # someone writes to it: wait for the writer's close
         if (old.size, old.mtime_ns) != key:
             old.size, old.mtime_ns, old.changed_at = st.st_size, st.st_mtime_ns, now
             old.closed = closed
@@ -200,10 +206,10 @@ class FolderWatcher:
         now = time.monotonic()
         for rel, cand in list(self._candidates.items()):
             waited = now - cand.changed_at
-            if self.use_polling or cand.by_quiet:
+            if self.use_polling:
                 due = waited >= self.quiet_seconds
             else:
-                due = cand.closed and waited >= CLOSE_SETTLE_S
+                due = (cand.closed and waited >= CLOSE_SETTLE_S) or (cand.by_quiet and waited >= self.quiet_seconds)
             if not due:
                 continue
             path = self.folder / rel
