@@ -149,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo folder: files dropped in FOLDER/outbox arrive in FOLDER/inbox (default: %(default)s)")
     _common(p)
 
-    p = commands.add_parser("broker", allow_abbrev=False, help="run the local single-node Apache Kafka broker")
+    p = commands.add_parser("broker", allow_abbrev=False,
+                            help="run the local Apache Kafka broker (or a local cluster with --nodes 3)")
     p.add_argument("action", choices=("start", "stop", "status"))
-    _opt(p, "port", type=_positive, default=9092, help="listener port (default: %(default)s)")
+    _opt(p, "port", type=_positive, default=9092,
+         help="listener port; with --nodes N the brokers use PORT..PORT+N-1 and the controller the next (default: %(default)s)")
+    _opt(p, "nodes", type=_positive, default=None, metavar="N",
+         help="start N brokers plus a dedicated controller, replication min(3, N) (default: 1); "
+              "stop and status without it act on whichever is running")
     return parser
 
 
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "broker":
         from msi_tui.broker.command import run_broker_command
 
-        return run_broker_command(args.action, args.port)
+        return run_broker_command(args.action, args.port, nodes=args.nodes)
     log_path = _log_to_file()
     if args.command in (None, "demo"):
         from msi_tui.launch import run_app_command
