@@ -42,6 +42,9 @@ def run_broker_command(
             return _cluster_action(action, LocalCluster(cluster_home, brokers=nodes, port=port), out)
         if nodes is None and action != "start":
             cluster = _existing_cluster(cluster_home, port)
+            if cluster is not None and action == "stop":
+                code = _single_action(action, single, out) if single.status().running else 0
+                return max(code, _cluster_action(action, cluster, out))
             if cluster is not None and not single.status().running:
                 return _cluster_action(action, cluster, out)
         return _single_action(action, single, out)
