@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Reliability run: a folder transfer under repeated SIGKILLs and a broker outage.
+
+While files keep appearing in a watched folder, the reconstructor is SIGKILLed and
+restarted `--reconstructor-kills` times and the uploader `--uploader-kills` times, at
+random moments; once, the broker is stopped for `--outage-seconds` and started again
+(the uploader and reconstructor keep running through it). At the end every file must be
+in the output folder byte for byte, exactly once. Prints the tally.
+
+    python bench/reliability.py                      # 200 files, 20 + 10 kills, 30 s outage
+    python bench/reliability.py --files 50 --reconstructor-kills 5 --uploader-kills 3 --outage-seconds 10
+
+Runs its own LocalBroker on free ports in a temporary home (the outage needs control of
+the broker) and keeps every process's state in a temporary MSI_TUI_STATE_DIR shared across
+restarts, as on a real machine. Exit code 0 only when nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from msi_tui.broker.local import LocalBroker, free_port
+
+
+def digest_tree(root: Path, skip_hidden: bool = True) -> dict[str, str]:
+    found = {}
+    for dirpath, dirs, files in os.walk(root):
+        if skip_hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(dirpath) / name
+            try:
+                found[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                continue
+    return found
+
+
+class Child:
+    """One msi-tui process we can kill and start again; its output goes to a log."""
+
+    def __init__(self, name: str, args: list[str], logs: Path, env: dict[str, str]) -> None:
+        self.name, self.args, self.logs, self.env = name, args, logs, env
+        self.starts = 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.logs / f"{self.name}-{self.starts}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "msi_tui", *self.args], stdin=subprocess.PIPE,
+                                     stdout=log, stderr=subprocess.STDOUT, env=self.env, text=True)
+        log.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def quit(self, timeout: float = 120) -> int:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout)
+
+
+def write_files(src: Path, count: int, seconds: float, rng: random.Random, done: threading.Event) -> None:
+    """Drop `count` files over `seconds`, like an instrument saving traces."""
+    for i in range(count):
+        size = rng.choice([0, 1, 16384, 16385, rng.randint(1000, 3_000_000)])
+        folder = src / f"run{i % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".writing-{i}"
+        tmp.write_bytes(os.urandom(size))
+        tmp.rename(folder / f"trace_{i:04}.trc")
+        time.sleep(seconds / count)
+    done.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--reconstructor-kills", type=int, default=20)
+    parser.add_argument("--uploader-kills", type=int, default=10)
+    parser.add_argument("--outage-seconds", type=float, default=30.0)
+    parser.add_argument("--write-seconds", type=float, default=90.0, help="how long files keep appearing")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600.0, help="for everything to arrive after the last kill")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="msi-reliability-"))
+    src, out, logs, state = work / "src", work / "out", work / "logs", work / "state"
+    for d in (src, out, logs, state):
+        d.mkdir()
+    env = dict(os.environ, MSI_TUI_STATE_DIR=str(state))
+    broker = LocalBroker(work / "broker", port=free_port(), controller_port=free_port())
+    bootstrap = broker.start()
+    topic = f"reliability-{uuid.uuid4().hex[:8]}"
+    common = ["--bootstrap", bootstrap, "--topic", topic, "--partitions", "4", "--update-seconds", "-1"]
+    uploader = Child("upload", ["upload", str(src), "--headless", *common], logs, env)
+    reconstructor = Child("reconstruct", ["reconstruct", str(out), "--headless", "--n-threads", "3", *common], logs, env)
+    started = time.monotonic()
+    try:
+        uploader.start()
+        reconstructor.start()
+        writing_done = threading.Event()
+        threading.Thread(target=write_files, args=(src, args.files, args.write_seconds, rng, writing_done), daemon=True).start()
+        kills = ["reconstructor"] * args.reconstructor_kills + ["uploader"] * args.uploader_kills + ["outage"]
+        rng.shuffle(kills)
+        pause = args.write_seconds / (len(kills) + 1)
+        for what in kills:
+            time.sleep(rng.uniform(0.3, 2 * pause))  # random moments across the transfer
+            if what == "outage":
+                print(f"[{time.monotonic() - started:6.1f} s] broker stopped for {args.outage_seconds:.0f} s", flush=True)
+                broker.stop()
+                time.sleep(args.outage_seconds)
+                broker.start()
+                print(f"[{time.monotonic() - started:6.1f} s] broker back", flush=True)
+                continue
+            child = reconstructor if what == "reconstructor" else uploader
+            child.kill()
+            child.start()
+            print(f"[{time.monotonic() - started:6.1f} s] SIGKILL {child.name} (start #{child.starts})", flush=True)
+        writing_done.wait()
+        expected = digest_tree(src)
+        deadline = time.monotonic() + args.timeout
+        while digest_tree(out) != expected and time.monotonic() < deadline:
+            time.sleep(1.0)
+        uploader.quit()
+        reconstructor.quit()
+        got = digest_tree(out)
+        lost = sorted(p for p, d in expected.items() if got.get(p) != d)
+        extra = sorted(p for p in got if p not in expected)
+        leftovers = sorted(p for p in digest_tree(out, skip_hidden=False) if p.startswith("."))
+        print()
+        print(f"files            {len(expected)}")
+        print(f"reconstructor    {args.reconstructor_kills} SIGKILLs ({reconstructor.starts} starts)")
+        print(f"uploader         {args.uploader_kills} SIGKILLs ({uploader.starts} starts)")
+        print(f"broker outage    1 x {args.outage_seconds:.0f} s")
+        print(f"arrived intact   {len(expected) - len(lost)}")
+        print(f"losses           {len(lost)} {lost[:5]}")
+        print(f"duplicates       {len(extra)} {extra[:5]}")
+        print(f"leftovers        {len(leftovers)} hidden files in the output {leftovers[:3]}")
+        print(f"elapsed          {time.monotonic() - started:.0f} s")
+        ok = not lost and not extra
+        print(f"RESULT           {'PASS' if ok else 'FAIL'} (logs in {logs})" if not ok else "RESULT           PASS")
+        return 0 if ok else 1
+    finally:
+        for child in (uploader, reconstructor):
+            if child.proc and child.proc.poll() is None:
+                child.proc.kill()
+        broker.stop()
+        if "ok" in locals() and ok:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
