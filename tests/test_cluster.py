@@ -60,6 +60,7 @@ def test_broker_killed_mid_transfer_loses_and_duplicates_nothing(tmp_path: Path,
             victim = _busiest_broker(bootstrap, topic)
             arrived_before_kill = len(tree(out, hidden=False))
             assert cluster.kill_broker(victim - 1)
+            print(f"SIGKILLed broker {victim} after {arrived_before_kill} of {FILES} files")
             assert arrived_before_kill < FILES, "the transfer finished before the broker was killed"
 
             wait_until(lambda: tree(out, hidden=False) == expected, "every file rebuilt after the kill",
