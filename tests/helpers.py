@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from msi_tui.engine import wire
 from msi_tui.engine.events import Event
 
 DEFAULT_TIMEOUT = 120.0
@@ -149,3 +150,13 @@ class Recorder:
 
     def paths(self, kind: type) -> list[str]:
         return [e.path for e in self.of(kind)]
+
+
+def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> str:  # noqa: ANN001
+    """Produce one file's records in our format straight from a Producer; returns its upload id."""
+    uid = uuid.uuid4().hex
+    common = wire.file_headers(uid, path, len(data), chunk)
+    for i in range(wire.chunk_count(len(data), chunk)):
+        producer.produce(topic, data[i * chunk:(i + 1) * chunk], uid, headers=wire.chunk_headers(common, i))
+    producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or hashlib.sha256(data).hexdigest()))
+    return uid

@@ -14,17 +14,9 @@ from msi_tui.engine import wire
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, RecordRejected
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import Recorder, tree, wait_until
+from tests.helpers import Recorder, send_file, tree, wait_until
 
 pytestmark = pytest.mark.kafka
-
-
-def send_file(producer: Producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> None:
-    uid = uuid.uuid4().hex
-    common = wire.file_headers(uid, path, len(data), chunk)
-    for i in range(wire.chunk_count(len(data), chunk)):
-        producer.produce(topic, data[i * chunk:(i + 1) * chunk], uid, headers=wire.chunk_headers(common, i))
-    producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or hashlib.sha256(data).hexdigest()))
 
 
 def raw(producer: Producer, topic: str, value: bytes, headers) -> None:  # noqa: ANN001

@@ -70,6 +70,7 @@ class Reconstructor:
         self._paused = threading.Event()
         self._stopped = threading.Event()
         self._running = 0
+        self._blocked_by: str | None = None  # why the output folder refuses writes, while it does
         self._journal: Journal | None = None
 
     # --- life cycle ---------------------------------------------------------------------
@@ -164,10 +165,11 @@ class Reconstructor:
                 # The output side is in trouble (disk full, permissions): keep the record
                 # for later rather than skip it, and rewind every partition to what is unread.
                 self._rewind(consumer, messages[i:])
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self.sink(Notice(level="error", message=f"cannot write to {self.output_dir}: {reason}; retrying", at=time.time()))
+                self._output_blocked(exc)
                 self._stop.wait(RETRY_AFTER_S)
                 break
+            if self._blocked_by:
+                self._output_unblocked()
             done[msg.partition()] = msg.offset()
             handled += 1
         with self.stats.lock:
@@ -175,6 +177,25 @@ class Reconstructor:
         with self._lock:
             self._last_offset.update(done)
         self._store_offsets(consumer, done)
+
+    def _output_blocked(self, exc: Exception) -> None:
+        """Say once that the output folder refuses writes (disk full, permissions)."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        with self._lock:
+            first = self._blocked_by is None
+            self._blocked_by = reason
+        if first:
+            self.stats.state = "blocked"
+            self.sink(Notice(level="error", at=time.time(), message=(
+                f"cannot write to {self.output_dir}: {reason}. Reconstruction waits and retries every "
+                f"{RETRY_AFTER_S:.0f} s; nothing is skipped")))
+
+    def _output_unblocked(self) -> None:
+        with self._lock:
+            was, self._blocked_by = self._blocked_by, None
+        if was is not None:
+            self.stats.state = "paused" if self._paused.is_set() else "consuming"
+            self.sink(Notice(level="info", message=f"{self.output_dir} is writable again: reconstruction resumed", at=time.time()))
 
     def _rewind(self, consumer: Consumer, unread: list[Message]) -> None:
         first: dict[int, int] = {}

@@ -35,6 +35,7 @@ STATE_STYLES: dict[str, str] = {
     "starting": "yellow",
     "connecting": "yellow",
     "paused": "yellow",
+    "blocked": "bold red",
     "draining": "yellow",
     "stopping": "yellow",
     "stopped": "dim",
