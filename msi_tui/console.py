@@ -143,9 +143,15 @@ class Console:
                     self.say(counts())
                 elif command in ("quit", "q"):
                     self.quit(service)
+                elif command == "pause":
+                    service.pause()
+                    self.say("paused: type resume to go on")
+                elif command == "resume":
+                    service.resume()
+                    self.say("resumed")
                 elif command in ("help", "h", "?"):
-                    self.say("commands: check (c) prints the counts, quit (q) stops gracefully")
+                    self.say("commands: check (c) prints the counts, pause, resume, quit (q) stops gracefully")
                 elif command:
-                    self.say(f"unknown command {command!r}: type check, quit or help")
+                    self.say(f"unknown command {command!r}: type check, pause, resume, quit or help")
 
         threading.Thread(target=loop, name="msi-stdin", daemon=True).start()

@@ -143,3 +143,33 @@ def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootst
         wait_until(lambda: not (out / ".msi-tui-staging").exists(), "the staged half upload to be dropped")
         assert rec.quit() == 0
     assert tree(out) == expected
+
+
+def test_partition_moving_to_another_process_mid_file_loses_nothing(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    src, out_a, out_b = tmp_path / "src", tmp_path / "a", tmp_path / "b"
+    write_random(src / "big.bin", 200_000_000, seed=11)
+    for i in range(6):
+        write_random(src / f"small_{i}.bin", 100_000 + i, seed=20 + i)
+    expected = tree(src)
+    with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+        def all_sent() -> bool:
+            up.type("check")
+            return f"done {len(expected)}" in up.output()
+        wait_until(all_sent, "all files uploaded", every=0.5)
+        assert up.quit() == 0
+    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "1"), log=tmp_path / name)  # noqa: E731
+    with rec(out_a, "a.log") as a:
+        wait_until(lambda: (out_a / ".msi-tui-staging").is_dir(), "A to be part-way through", every=0.02)
+        a.type("pause")  # hold A mid-file, so the hand-over surely happens mid-file
+        wait_until(lambda: "paused" in a.output(), "A to pause")
+        with rec(out_b, "b.log") as b:
+            wait_until(lambda: "reconstructing" in b.output(), "B to start")
+            assert a.quit() == 0  # A leaves mid-file: its partitions move to B
+            assert not (out_a / "big.bin").exists() or tree(out_a).get("big.bin") == expected["big.bin"]
+            wait_until(lambda: {**tree(out_a, hidden=False), **tree(out_b, hidden=False)} == expected,
+                       "every file across the two folders", every=0.5)
+            assert b.quit() == 0
+    in_a, in_b = tree(out_a), tree(out_b)
+    assert not set(in_a) & set(in_b), "a file arrived in both folders"
+    assert {**in_a, **in_b} == expected
+    assert "big.bin" in in_b, "the file in flight did not move to B"
