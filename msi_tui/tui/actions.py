@@ -172,8 +172,11 @@ class ActionsMixin(_Base):
 
     def action_help(self) -> None:
         """Show every command and key on a modal screen."""
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_help()))
+        if isinstance(self.screen, HelpScreen):
+            return
+        if not self.is_screen_installed("help"):  # built once: its table is costly to lay out
+            self.install_screen(HelpScreen(self.key_help()), name="help")
+        self.push_screen("help")
 
     def key_help(self) -> list[tuple[str, str]]:
         """(keys, description) per binding id, e.g. ("F2 or c", "Check"), after any keymap."""

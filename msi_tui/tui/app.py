@@ -211,6 +211,8 @@ class MsiTuiApp(ActionsMixin, QuitMixin, App[int]):
                 lines.append(LogLine(self.context.clock(), "warning",
                                      f"{dropped:,} events not shown (the log fell behind); counts stay exact"))
             self.write_log(lines)
+            if self.screen is not self.main_screen:
+                return  # a modal (help) covers the panes: redrawing them under it is wasted work
             connections: list[str] = []
             pending: int | None = None
             up, rec = self.slots["upload"], self.slots["reconstruct"]

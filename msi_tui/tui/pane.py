@@ -12,16 +12,23 @@ from msi_tui.tui.throughput import RateMeter
 
 
 class Line(Static):
-    """A one-line Static that skips repaint when its content did not change (5 Hz updates)."""
+    """A Static for 5 Hz updates: skips repaint when its content did not change, and a
+    `fixed` line (one row, its width set by CSS) repaints without a layout pass, which
+    otherwise re-lays out the whole screen on every tick."""
 
-    DEFAULT_CSS = "Line { height: auto; }"
+    DEFAULT_CSS = "Line { height: auto; } Line.-fixed { height: 1; }"
 
     _last: Text | str | None = None
+
+    def __init__(self, content: Text | str = "", *, fixed: bool = False, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(content, **kwargs)
+        self.fixed = fixed
+        self.set_class(fixed, "-fixed")
 
     def set(self, content: Text | str) -> None:
         if content != self._last:
             self._last = content
-            self.update(content)
+            self.update(content, layout=not self.fixed)
 
 
 class ServicePane(Vertical):
@@ -36,7 +43,7 @@ class ServicePane(Vertical):
     }
     ServicePane:focus-within { border: round $accent; }
     ServicePane .rate-row { height: 1; }
-    ServicePane .rate { width: auto; min-width: 12; padding-right: 1; }
+    ServicePane .rate { width: 13; padding-right: 1; }
     ServicePane Sparkline { width: 1fr; max-width: 120; height: 1; }
     ServicePane Sparkline > .sparkline--max-color { color: $accent; }
     ServicePane Sparkline > .sparkline--min-color { color: $primary; }
@@ -66,7 +73,7 @@ class ServicePane(Vertical):
 
     def compose_rate_row(self) -> ComposeResult:
         with Horizontal(classes="rate-row"):
-            yield Line(human_rate(None), classes="rate")
+            yield Line(human_rate(None), fixed=True, classes="rate")
             yield Sparkline([], summary_function=max)
 
     def show_rate(self, total_bytes: int, at: float, extra: Text | str = "") -> None:

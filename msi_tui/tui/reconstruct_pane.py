@@ -35,7 +35,7 @@ class ReconstructPane(ServicePane):
     def compose(self) -> ComposeResult:
         yield from self.compose_error_banner()
         yield Line("", id="reconstruct-where")
-        yield Line(Text("starting", style="yellow"), id="reconstruct-summary", classes="summary")
+        yield Line(Text("starting", style="yellow"), id="reconstruct-summary", classes="summary", fixed=True)
         yield from self.compose_rate_row()
         yield FilesTable(state_labels=STATE_LABELS, id="reconstruct-files")
 

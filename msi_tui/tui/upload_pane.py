@@ -31,7 +31,7 @@ class UploadPane(ServicePane):
     def compose(self) -> ComposeResult:
         yield from self.compose_error_banner()
         yield Line("", id="upload-folder")
-        yield Line(Text("starting", style="yellow"), id="upload-summary", classes="summary")
+        yield Line(Text("starting", style="yellow"), id="upload-summary", classes="summary", fixed=True)
         yield from self.compose_rate_row()
         yield FilesTable(id="upload-files")
 
