@@ -64,6 +64,7 @@ class UploadSettings:
             raise OperatorError(f"the queue size must be at least 1 message (got {self.queue_max_size})")
 
 
+PRODUCED_REPORT_EVERY = 64  # chunks between updates of the shared produced-chunks counter
 MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
 
 
@@ -318,8 +319,9 @@ class Uploader:
                 digest.update(data)
                 if not self._produce(data, key, wire.chunk_headers(common, index), delivery.on_delivery):
                     return
-                with self.stats.lock:
-                    self.stats.chunks_produced += 1
+                if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:
+                    with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
+                        self.stats.chunks_produced += index % PRODUCED_REPORT_EVERY + 1
             grew = f.read(1)
         after = os.stat(job.path)
         if grew or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
