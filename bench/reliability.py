@@ -5,7 +5,9 @@ While files keep appearing in a watched folder, the reconstructor is SIGKILLed a
 restarted `--reconstructor-kills` times and the uploader `--uploader-kills` times, at
 random moments; once, the broker is stopped for `--outage-seconds` and started again
 (the uploader and reconstructor keep running through it). At the end every file must be
-in the output folder byte for byte, exactly once. Prints the tally.
+in the output folder byte for byte, exactly once. A second phase sends `--cluster-files`
+files through a three-broker cluster (replication 3, min.insync.replicas 2, acks=all) and
+SIGKILLs the broker leading most partitions mid-transfer. Prints the tally of each phase.
 
     python bench/reliability.py                      # 200 files, 20 + 10 kills, 30 s outage
     python bench/reliability.py --files 50 --reconstructor-kills 5 --uploader-kills 3 --outage-seconds 10
@@ -31,6 +33,11 @@ import time
 import uuid
 from pathlib import Path
 
+from collections import Counter
+
+from confluent_kafka.admin import AdminClient
+
+from msi_tui.broker.cluster import LocalCluster
 from msi_tui.broker.local import LocalBroker, free_port
 
 
@@ -97,8 +104,88 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-seconds", type=float, default=90.0, help="how long files keep appearing")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0, help="for everything to arrive after the last kill")
+    parser.add_argument("--cluster-files", type=int, default=30, help="files for the 3-broker phase (0 skips it)")
     args = parser.parse_args(argv)
+    ok = kills_phase(args)
+    if args.cluster_files:
+        ok = cluster_phase(args) and ok
+    return 0 if ok else 1
+
+
+def wait_for_tree(out: Path, expected: dict[str, str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while digest_tree(out) != expected and time.monotonic() < deadline:
+        time.sleep(1.0)
+
+
+def tally(expected: dict[str, str], out: Path) -> tuple[bool, list[str]]:
+    """(nothing lost or duplicated, report lines)."""
+    got = digest_tree(out)
+    lost = sorted(p for p, d in expected.items() if got.get(p) != d)
+    extra = sorted(p for p in got if p not in expected)
+    leftovers = sorted(p for p in digest_tree(out, skip_hidden=False) if p.startswith("."))
+    return not lost and not extra, [
+        f"arrived intact   {len(expected) - len(lost)} of {len(expected)}",
+        f"losses           {len(lost)} {lost[:5]}",
+        f"duplicates       {len(extra)} {extra[:5]}",
+        f"leftovers        {len(leftovers)} hidden files in the output {leftovers[:3]}",
+    ]
+
+
+def cluster_phase(args: argparse.Namespace) -> bool:
+    """Three brokers, one SIGKILLed mid-transfer."""
+    work = Path(tempfile.mkdtemp(prefix="msi-reliability-cluster-"))
+    src, out, logs = work / "src", work / "out", work / "logs"
+    logs.mkdir()
     rng = random.Random(args.seed)
+    for i in range(args.cluster_files):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i:03}.bin").write_bytes(os.urandom(rng.randint(500_000, 4_000_000)))
+    expected = digest_tree(src)
+    ports = set()
+    while len(ports) < 4:
+        ports.add(free_port())
+    *broker_ports, controller_port = sorted(ports)
+    cluster = LocalCluster(work / "cluster", brokers=3, broker_ports=broker_ports, controller_port=controller_port, heap_mb=256)
+    bootstrap = cluster.start()
+    env = dict(os.environ, MSI_TUI_STATE_DIR=str(work / "state"))
+    topic = f"reliability-cluster-{uuid.uuid4().hex[:8]}"
+    common = ["--headless", "--bootstrap", bootstrap, "--topic", topic, "--partitions", "6", "--update-seconds", "-1"]
+    reconstructor = Child("reconstruct", ["reconstruct", str(out), *common, "--n-threads", "3"], logs, env)
+    uploader = Child("upload", ["upload", str(src), *common, "--n-threads", "3"], logs, env)
+    ok = False
+    try:
+        reconstructor.start()
+        uploader.start()
+        while len(digest_tree(out) if out.is_dir() else {}) < 2:
+            time.sleep(0.2)
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+        leaders = Counter(p.leader for p in metadata.topics[topic].partitions.values() if p.leader >= 0)
+        victim = leaders.most_common(1)[0][0]
+        cluster.kill_broker(victim)
+        print(f"SIGKILL broker {victim} of 3 after {len(digest_tree(out))} of {len(expected)} files", flush=True)
+        wait_for_tree(out, expected, args.timeout)
+        uploader.quit()
+        reconstructor.quit()
+        ok, lines = tally(expected, out)
+        print()
+        print("phase 2: three brokers, one killed mid-transfer")
+        print("\n".join(lines))
+        print(f"RESULT           {'PASS' if ok else 'FAIL (logs in ' + str(logs) + ')'}")
+        return ok
+    finally:
+        for child in (uploader, reconstructor):
+            if child.proc and child.proc.poll() is None:
+                child.proc.kill()
+        cluster.stop()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def kills_phase(args: argparse.Namespace) -> bool:
+    """Repeated SIGKILLs of both sides and one broker outage."""
+    rng = random.Random(args.seed)
+    ok = False
     work = Path(tempfile.mkdtemp(prefix="msi-reliability-"))
     src, out, logs, state = work / "src", work / "out", work / "logs", work / "state"
     for d in (src, out, logs, state):
@@ -134,34 +221,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.monotonic() - started:6.1f} s] SIGKILL {child.name} (start #{child.starts})", flush=True)
         writing_done.wait()
         expected = digest_tree(src)
-        deadline = time.monotonic() + args.timeout
-        while digest_tree(out) != expected and time.monotonic() < deadline:
-            time.sleep(1.0)
+        wait_for_tree(out, expected, args.timeout)
         uploader.quit()
         reconstructor.quit()
-        got = digest_tree(out)
-        lost = sorted(p for p, d in expected.items() if got.get(p) != d)
-        extra = sorted(p for p in got if p not in expected)
-        leftovers = sorted(p for p in digest_tree(out, skip_hidden=False) if p.startswith("."))
+        ok, lines = tally(expected, out)
         print()
+        print("phase 1: kills and an outage")
         print(f"files            {len(expected)}")
         print(f"reconstructor    {args.reconstructor_kills} SIGKILLs ({reconstructor.starts} starts)")
         print(f"uploader         {args.uploader_kills} SIGKILLs ({uploader.starts} starts)")
         print(f"broker outage    1 x {args.outage_seconds:.0f} s")
-        print(f"arrived intact   {len(expected) - len(lost)}")
-        print(f"losses           {len(lost)} {lost[:5]}")
-        print(f"duplicates       {len(extra)} {extra[:5]}")
-        print(f"leftovers        {len(leftovers)} hidden files in the output {leftovers[:3]}")
+        print("\n".join(lines))
         print(f"elapsed          {time.monotonic() - started:.0f} s")
-        ok = not lost and not extra
-        print(f"RESULT           {'PASS' if ok else 'FAIL'} (logs in {logs})" if not ok else "RESULT           PASS")
-        return 0 if ok else 1
+        print(f"RESULT           {'PASS' if ok else 'FAIL (logs in ' + str(logs) + ')'}")
+        return ok
     finally:
         for child in (uploader, reconstructor):
             if child.proc and child.proc.poll() is None:
                 child.proc.kill()
         broker.stop()
-        if "ok" in locals() and ok:
+        if ok:
             shutil.rmtree(work, ignore_errors=True)
 
 
