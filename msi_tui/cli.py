@@ -176,14 +176,23 @@ def _cluster(args: argparse.Namespace) -> ClusterConfig:
     return load_config(args.config, args.bootstrap)
 
 
-def _upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSettings:
-    watch = getattr(args, "include", None) is not None
+def upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSettings:
+    """UploadSettings from parsed options (watch options only exist for `upload`)."""
     return UploadSettings(
-        topic=args.topic, n_threads=args.n_threads, chunk_size=args.chunk_size,
-        queue_max_size=args.queue_max_size, partitions=args.partitions, folder=folder,
-        file_filter=FileFilter(tuple(args.include), tuple(args.exclude)) if watch else FileFilter(),
+        topic=args.topic, n_threads=args.n_threads, chunk_size=getattr(args, "chunk_size", 16384),
+        queue_max_size=getattr(args, "queue_max_size", 3000), partitions=args.partitions, folder=folder,
+        file_filter=FileFilter(tuple(getattr(args, "include", ())), tuple(getattr(args, "exclude", ()))),
         use_polling=getattr(args, "use_polling", False), quiet_seconds=getattr(args, "quiet_seconds", 3.0),
         use_registry=not getattr(args, "resend", False),
+    )
+
+
+def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: str | None = None) -> ReconstructSettings:
+    """ReconstructSettings from parsed options."""
+    return ReconstructSettings(
+        output_dir=output_dir, topic=args.topic, n_threads=args.n_threads,
+        group_id=group_id or args.group_id, partitions=args.partitions,
+        on_conflict=getattr(args, "on_conflict", "keep-both"),
     )
 
 
@@ -221,16 +230,14 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     config = _cluster(args)
     if args.command == "reconstruct":
-        service = Reconstructor(config, ReconstructSettings(
-            output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
-            group_id=args.group_id, partitions=args.partitions, on_conflict=args.on_conflict), console.sink)
+        service = Reconstructor(config, reconstruct_settings(args, args.folder), console.sink)
         service.start()
         console.say(f"reconstructing files from topic {args.topic} at {config.bootstrap} into {args.folder} "
                     f"({args.n_threads} consumers, group {args.group_id}); type check or quit")
         console.run(service, args.update_seconds)
         return 0
     folder = args.folder if args.command == "upload" else None
-    uploader = Uploader(config, _upload_settings(args, folder), console.sink)
+    uploader = Uploader(config, upload_settings(args, folder), console.sink)
     uploader.start()
     if folder is not None:
         console.say(f"watching {folder} for files to send to topic {args.topic} at {config.bootstrap}; type check or quit")

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from msi_tui.engine.config import ClusterConfig, load_config
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.reconstruct import Reconstructor
+from msi_tui.engine.upload import Uploader
 
 LOCAL_BOOTSTRAP = "127.0.0.1:9092"
 DEMO_FILES = {
@@ -43,6 +43,7 @@ def prepare_demo(folder: Path) -> tuple[Path, Path]:
 
 def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
     """`msi-tui`, `msi-tui demo`, and `msi-tui upload|reconstruct DIR` with a terminal."""
+    from msi_tui.cli import reconstruct_settings, upload_settings
     from msi_tui.tui.app import run_app
     from msi_tui.tui.context import AppContext
     from msi_tui.tui.event_buffer import EventBuffer
@@ -55,20 +56,13 @@ def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
     if command == "demo":
         ensure_local_broker(config)
         outbox, inbox = prepare_demo(getattr(args, "folder", Path("msi-tui-demo")))
-        uploader = Uploader(config, UploadSettings(topic=args.topic, n_threads=args.n_threads,
-                                                   partitions=args.partitions, folder=outbox), events)
-        reconstructor = Reconstructor(config, ReconstructSettings(
-            output_dir=inbox, topic=args.topic, n_threads=args.n_threads,
-            group_id="msi-tui-demo", partitions=args.partitions), events)
+        uploader = Uploader(config, upload_settings(args, outbox), events)
+        reconstructor = Reconstructor(config, reconstruct_settings(args, inbox, group_id="msi-tui-demo"), events)
     elif command == "upload":
-        from msi_tui.cli import _upload_settings
-
-        uploader = Uploader(config, _upload_settings(args, args.folder), events)
+        uploader = Uploader(config, upload_settings(args, args.folder), events)
         pane = "upload"
     else:
-        reconstructor = Reconstructor(config, ReconstructSettings(
-            output_dir=args.folder, topic=args.topic, n_threads=args.n_threads,
-            group_id=args.group_id, partitions=args.partitions, on_conflict=args.on_conflict), events)
+        reconstructor = Reconstructor(config, reconstruct_settings(args, args.folder), events)
         pane = "reconstruct"
     context = AppContext(cluster_name=config.name, bootstrap=config.bootstrap, topic=args.topic,
                          uploader=uploader, reconstructor=reconstructor, events=events,

@@ -43,7 +43,7 @@ class ServicePane(Vertical):
     }
     ServicePane:focus-within { border: round $accent; }
     ServicePane .rate-row { height: 1; }
-    ServicePane .rate { width: 13; padding-right: 1; }
+    ServicePane .rate { width: 28; padding-right: 1; }  /* fixed: the figure repaints without a layout pass */
     ServicePane Sparkline { width: 1fr; max-width: 120; height: 1; }
     ServicePane Sparkline > .sparkline--max-color { color: $accent; }
     ServicePane Sparkline > .sparkline--min-color { color: $primary; }
