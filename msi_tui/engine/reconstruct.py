@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ DEFAULT_GROUP_ID = "msi-tui-reconstruct"
 REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
 LAG_EVERY_S = 5.0
 RETRY_AFTER_S = 2.0
+RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Reconstructor:
         self.output = OutputFolder(settings.output_dir, settings.on_conflict)
         self._lock = threading.Lock()
         self._assemblies: dict[str, Assembly] = {}
-        self._published: set[str] = set()
+        self._published: OrderedDict[str, None] = OrderedDict()  # recent ids; the journal has all
         self._last_offset: dict[int, int] = {}
         self._lag: dict[int, int] = {}
         self._stop = threading.Event()
@@ -358,7 +360,9 @@ class Reconstructor:
             elif published.path != path:
                 self.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
         with self._lock:
-            self._published.add(uid)
+            self._published[uid] = None
+            if len(self._published) > RECENTLY_PUBLISHED:
+                self._published.popitem(last=False)
         if self._journal:
             self._journal.add(uid, path)
 
