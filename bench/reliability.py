@@ -162,7 +162,7 @@ def cluster_phase(args: argparse.Namespace) -> bool:
         metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
         leaders = Counter(p.leader for p in metadata.topics[topic].partitions.values() if p.leader >= 0)
         victim = leaders.most_common(1)[0][0]
-        cluster.kill_broker(victim)
+        cluster.kill_broker(victim - 1)  # node ids of brokers start at 1
         print(f"SIGKILL broker {victim} of 3 after {len(digest_tree(out))} of {len(expected)} files", flush=True)
         wait_for_tree(out, expected, args.timeout)
         uploader.quit()
