@@ -30,6 +30,7 @@ class Journal:
     def _connect(db_path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs re-checking a replay
         db.execute(
             "CREATE TABLE IF NOT EXISTS published (output TEXT, upload_id TEXT, path TEXT, at REAL,"
             " PRIMARY KEY (output, upload_id))"

@@ -28,6 +28,12 @@ def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: in
         "client.id": "msi-tui-upload",
         "acks": "all",
         "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+        # A record that fails takes every later record of the producer down with it: an
+        # acknowledged record then vouches for all earlier ones of its partition (the
+        # uploader relies on this to ask for one delivery report per 16 chunks).
+        "enable.gapless.guarantee": True,
+        # Never give up on a chunk while the broker is away: an outage only delays files.
+        "message.timeout.ms": 0,
         "linger.ms": 10,
         "batch.size": 1_000_000,  # fits a default broker's 1 MiB message.max.bytes
         "compression.type": "none",  # instrument data rarely compresses; CPU is better spent sending

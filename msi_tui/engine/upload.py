@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from confluent_kafka import KafkaError, Producer
 
@@ -64,6 +65,7 @@ class UploadSettings:
             raise OperatorError(f"the queue size must be at least 1 message (got {self.queue_max_size})")
 
 
+REPORT_EVERY = 16  # chunks per delivery report (see _Delivery)
 PRODUCED_REPORT_EVERY = 64  # chunks between updates of the shared produced-chunks counter
 MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
 
@@ -77,38 +79,51 @@ class _Job:
 
 
 class _Delivery:
-    """Counts one upload's acknowledgements; runs in the thread serving delivery reports."""
+    """Counts one upload's acknowledgements; runs in the thread serving delivery reports.
 
-    __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "expected", "acked", "closed", "started")
+    Only every REPORT_EVERY-th chunk, the last chunk and the closing record ask for a
+    delivery report: the producer is idempotent with the gapless guarantee, so records of
+    one upload (one key, one partition) are acknowledged in order and none can be lost
+    while a later one succeeds. An acknowledged chunk i therefore vouches for chunks 0..i,
+    and the closing record's for the whole file: one Python callback per 16 chunks instead
+    of one per chunk.
+    """
+
+    __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "chunk_size", "acked", "closed", "started")
 
     def __init__(self, uploader: "Uploader", job: _Job, upload_id: str, size: int, mtime_ns: int, chunks: int) -> None:
         self.uploader, self.job, self.upload_id = uploader, job, upload_id
         self.size, self.mtime_ns, self.chunks = size, mtime_ns, chunks
-        self.expected: int | None = None  # known once the closing record is produced
-        self.acked = 0
+        self.chunk_size = uploader.settings.chunk_size
+        self.acked = 0  # chunks 0..acked-1 are acknowledged
         self.closed = False  # counted as done, failed or withdrawn: no more accounting
         self.started = time.monotonic()
 
-    def on_delivery(self, err: KafkaError | None, msg) -> None:  # noqa: ANN001 - confluent Message
-        stats = self.uploader.stats
+    def reporter(self, index: int) -> Callable[[KafkaError | None, object], None] | None:
+        """The delivery callback for chunk `index`, or None when a later one vouches for it."""
+        if index % REPORT_EVERY != REPORT_EVERY - 1 and index != self.chunks - 1:
+            return None
+        return lambda err, _msg: self.chunks_acked(err, index + 1)
+
+    def chunks_acked(self, err: KafkaError | None, through: int) -> None:
         if err is not None:
             self.uploader._delivery_failed(self, err)
             return
+        stats = self.uploader.stats
         with stats.lock:
-            self.acked += 1
-            if self.acked <= self.chunks:  # the closing record is not a chunk (acks come in order)
-                stats.chunks_delivered += 1
-                stats.bytes_delivered += len(msg)
-                stats.table.bump(self.upload_id)
-            complete = self.acked == self.expected
-        if complete:
-            self.uploader._completed(self)
+            newly = through - self.acked
+            if newly <= 0:
+                return
+            stats.chunks_delivered += newly
+            stats.bytes_delivered += min(through * self.chunk_size, self.size) - min(self.acked * self.chunk_size, self.size)
+            stats.table.bump(self.upload_id, newly)
+            self.acked = through
 
-    def closing_record_sent(self, records: int) -> None:
-        with self.uploader.stats.lock:
-            self.expected = records
-            complete = self.acked == records
-        if complete:
+    def closing_acked(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.uploader._delivery_failed(self, err)
+        else:
+            self.chunks_acked(None, self.chunks)
             self.uploader._completed(self)
 
 
@@ -317,7 +332,7 @@ class Uploader:
                     self._withdraw(job, delivery, common, key, changed=True)
                     return
                 digest.update(data)
-                if not self._produce(data, key, wire.chunk_headers(common, index), delivery.on_delivery):
+                if not self._produce(data, key, wire.chunk_headers(common, index), delivery.reporter(index)):
                     return
                 if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:
                     with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
@@ -327,8 +342,7 @@ class Uploader:
         if grew or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
             self._withdraw(job, delivery, common, key, changed=True)
             return
-        if self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), delivery.on_delivery):
-            delivery.closing_record_sent(chunks + 1)
+        self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), delivery.closing_acked)
 
     def _withdraw_stale(self, relpath: str) -> None:
         """An earlier run left this file half-sent: withdraw that upload, so reconstructors

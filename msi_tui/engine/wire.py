@@ -9,6 +9,7 @@ when the file changed underneath and the upload is withdrawn.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     return meta
 
 
+@functools.lru_cache(maxsize=4096)  # every record of an upload repeats its path
 def check_relative_path(raw: bytes) -> str:
     """Return `raw` as a safe relative POSIX path, or raise WireError.
 
