@@ -15,9 +15,11 @@ KEEP_DAYS = 30
 
 
 class Journal:
-    def __init__(self, db_path: Path, output_dir: Path) -> None:
+    def __init__(self, db_path: Path, output_dir: Path, group_id: str) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.output = str(output_dir.resolve())
+        # Keyed by group too: a replay within a group is skipped, while a new group id is
+        # how an operator asks for the topic to be rebuilt from the start.
+        self.output = f"{output_dir.resolve()}\n{group_id}"
         self._lock = threading.Lock()
         try:
             self._db = self._connect(db_path)

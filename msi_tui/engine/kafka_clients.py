@@ -58,9 +58,11 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,  # commits what we stored, every few seconds and on close
         "enable.auto.offset.store": False,
-        "fetch.max.bytes": 52_428_800,
-        "max.partition.fetch.bytes": 16_777_216,
-        "queued.max.messages.kbytes": 16384,  # bounds prefetch memory per consumer thread
+        # Prefetch bounds per consumer thread (n_threads of them): memory stays flat even
+        # with 512 KiB chunks, and librdkafka still returns a larger record on its own.
+        "fetch.max.bytes": 8_388_608,
+        "max.partition.fetch.bytes": 4_194_304,
+        "queued.max.messages.kbytes": 8192,
         # librdkafka waits 1 s after the prefetch queue fills: with large records that
         # capped reconstruction at ~30 MB/s (measured by bench/roundtrip_memory.py).
         "fetch.queue.backoff.ms": 10,

@@ -31,6 +31,7 @@ DEFAULT_GROUP_ID = "msi-tui-reconstruct"
 REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
 LAG_EVERY_S = 5.0
 RETRY_AFTER_S = 2.0
+BATCH_BYTES = 8 << 20  # what one consumer thread takes from librdkafka at a time
 RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
 
 
@@ -85,7 +86,7 @@ class Reconstructor:
             raise OperatorError(f"cannot write to output folder {self.output_dir}: {exc.strerror}") from None
         admin = check_reachable(self.config)
         ensure_topic(admin, self.settings.topic, self.settings.partitions)
-        self._journal = Journal(state_dir() / "reconstructed.sqlite3", self.output_dir)
+        self._journal = Journal(state_dir() / "reconstructed.sqlite3", self.output_dir, self.group_id)
         conf = consumer_settings(self.config, self.group_id)
         conf["error_cb"] = self._on_client_error
         consumers = []
@@ -135,15 +136,20 @@ class Reconstructor:
         topic = self.settings.topic
         consumer.subscribe([topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
         paused = False
+        batch = self.settings.batch_size
         next_lag = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
                 if self._paused.is_set() != paused:
                     paused = self._paused.is_set()
                     (consumer.pause if paused else consumer.resume)(consumer.assignment())
-                messages = consumer.consume(self.settings.batch_size, 0.2)
+                messages = consumer.consume(batch, 0.2)
                 if messages:
                     self._process(consumer, messages)
+                    # Size the next batch by bytes, not records: 500 records of 512 KiB
+                    # would hold 256 MB in one thread.
+                    record = max(1, sum(len(m) for m in messages) // len(messages))
+                    batch = max(1, min(self.settings.batch_size, BATCH_BYTES // record))
                 if time.monotonic() >= next_lag:
                     self._measure_lag(consumer)
                     next_lag = time.monotonic() + LAG_EVERY_S
