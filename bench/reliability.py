@@ -112,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+def clean_up(children: list[Child], broker: LocalBroker | LocalCluster, work: Path | None) -> None:
+    """Kill what still runs, stop the broker, and remove the work folder unless kept for logs."""
+    for child in children:
+        if child.proc and child.proc.poll() is None:
+            child.proc.kill()
+    broker.stop()
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def wait_for_tree(out: Path, expected: dict[str, str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while digest_tree(out) != expected and time.monotonic() < deadline:
@@ -174,12 +184,7 @@ def cluster_phase(args: argparse.Namespace) -> bool:
         print(f"RESULT           {'PASS' if ok else 'FAIL (logs in ' + str(logs) + ')'}")
         return ok
     finally:
-        for child in (uploader, reconstructor):
-            if child.proc and child.proc.poll() is None:
-                child.proc.kill()
-        cluster.stop()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up([uploader, reconstructor], cluster, work if ok else None)
 
 
 def kills_phase(args: argparse.Namespace) -> bool:
@@ -236,12 +241,7 @@ def kills_phase(args: argparse.Namespace) -> bool:
         print(f"RESULT           {'PASS' if ok else 'FAIL (logs in ' + str(logs) + ')'}")
         return ok
     finally:
-        for child in (uploader, reconstructor):
-            if child.proc and child.proc.poll() is None:
-                child.proc.kill()
-        broker.stop()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up([uploader, reconstructor], broker, work if ok else None)
 
 
 if __name__ == "__main__":

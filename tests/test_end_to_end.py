@@ -27,6 +27,16 @@ def reconstruct_args(bootstrap: str, topic: str, out: Path, *extra: str) -> list
             "--partitions", "4", "--update-seconds", "-1", "--group-id", f"g-{topic}", *extra]
 
 
+def upload_everything(bootstrap: str, topic: str, src: Path, files: int, log: Path) -> None:
+    """Run the folder uploader until `check` reports every file done, then quit it."""
+    with Background(*upload_args(bootstrap, topic, src), log=log) as up:
+        def all_sent() -> bool:
+            up.type("check")
+            return f"done {files}" in up.output()
+        wait_until(all_sent, "all files uploaded", every=0.5)
+        assert up.quit() == 0
+
+
 def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     make_sample_tree(src)
@@ -102,12 +112,7 @@ def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: 
     for i in range(12):
         write_random(src / f"f{i:02}.bin", 6_000_000 + i, seed=i)
     expected = tree(src)
-    with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
-        def all_sent() -> bool:
-            up.type("check")
-            return f"done {len(expected)}" in up.output()
-        wait_until(all_sent, "all files uploaded", every=0.5)
-        assert up.quit() == 0
+    upload_everything(kafka_bootstrap, topic, src, len(expected), tmp_path / "u.log")
 
     def final_files_are_whole() -> dict[str, str]:
         final = tree(out, hidden=False)
@@ -151,12 +156,7 @@ def test_partition_moving_to_another_process_mid_file_loses_nothing(kafka_bootst
     for i in range(6):
         write_random(src / f"small_{i}.bin", 100_000 + i, seed=20 + i)
     expected = tree(src)
-    with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
-        def all_sent() -> bool:
-            up.type("check")
-            return f"done {len(expected)}" in up.output()
-        wait_until(all_sent, "all files uploaded", every=0.5)
-        assert up.quit() == 0
+    upload_everything(kafka_bootstrap, topic, src, len(expected), tmp_path / "u.log")
     rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "1"), log=tmp_path / name)  # noqa: E731
     with rec(out_a, "a.log") as a:
         wait_until(lambda: (out_a / ".msi-tui-staging").is_dir(), "A to be part-way through", every=0.02)
