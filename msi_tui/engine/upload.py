@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from confluent_kafka import KafkaError, Producer
 
@@ -299,13 +299,17 @@ class Uploader:
 
     def _send(self, job: _Job) -> None:
         """Read, hash and produce one file, then its closing record."""
-        st = os.stat(job.path)
-        size, mtime_ns, cs = st.st_size, st.st_mtime_ns, self.settings.chunk_size
         try:
             job.relpath.encode("utf-8")
         except UnicodeEncodeError:
             self._give_up(job, "the file name is not valid UTF-8")
             return
+        with open(job.path, "rb") as f:  # opened first: an unreadable file fails before anything is sent
+            self._send_open(job, f)
+
+    def _send_open(self, job: _Job, f: BinaryIO) -> None:
+        st = os.fstat(f.fileno())
+        size, mtime_ns, cs = st.st_size, st.st_mtime_ns, self.settings.chunk_size
         upload_id = uuid.uuid4().hex
         common = wire.file_headers(upload_id, job.relpath, size, cs)
         chunks = wire.chunk_count(size, cs)
@@ -319,25 +323,24 @@ class Uploader:
         self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
         key = upload_id.encode()
         digest = hashlib.sha256()
-        with open(job.path, "rb") as f:
-            for index in range(chunks):
-                if not self._resume.is_set():
-                    while not self._resume.wait(0.2):
-                        pass
-                if self._stop_new.is_set():
-                    self._withdraw(job, delivery, common, key, changed=False)
-                    return
-                data = f.read(cs)
-                if len(data) != (cs if index < chunks - 1 else size - cs * (chunks - 1)):
-                    self._withdraw(job, delivery, common, key, changed=True)
-                    return
-                digest.update(data)
-                if not self._produce(data, key, wire.chunk_headers(common, index), delivery.reporter(index)):
-                    return
-                if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:
-                    with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
-                        self.stats.chunks_produced += index % PRODUCED_REPORT_EVERY + 1
-            grew = f.read(1)
+        for index in range(chunks):
+            if not self._resume.is_set():
+                while not self._resume.wait(0.2):
+                    pass
+            if self._stop_new.is_set():
+                self._withdraw(job, delivery, common, key, changed=False)
+                return
+            data = f.read(cs)
+            if len(data) != (cs if index < chunks - 1 else size - cs * (chunks - 1)):
+                self._withdraw(job, delivery, common, key, changed=True)
+                return
+            digest.update(data)
+            if not self._produce(data, key, wire.chunk_headers(common, index), delivery.reporter(index)):
+                return
+            if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:
+                with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
+                    self.stats.chunks_produced += index % PRODUCED_REPORT_EVERY + 1
+        grew = f.read(1)
         after = os.stat(job.path)
         if grew or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
             self._withdraw(job, delivery, common, key, changed=True)
