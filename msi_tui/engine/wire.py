@@ -130,18 +130,16 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
         raise WireError(f"chunk size {chunk_size} is not a power of two")
     if count != chunk_count(size, chunk_size):
         raise WireError(f"chunk count {count} does not match size {size} / chunk size {chunk_size}")
-    meta = RecordMeta(kind, upload_id, path, size, chunk_size, count)  # type: ignore[arg-type]
+    index, digest = 0, ""
     if kind == "chunk":
         index = _int(fields, "msi.index")
         if index >= count:
             raise WireError(f"chunk index {index} out of range (count {count})")
-        return RecordMeta(kind, upload_id, path, size, chunk_size, count, index=index)  # type: ignore[arg-type]
-    if kind == "end":
+    elif kind == "end":
         digest = fields.get("msi.sha256", b"").decode("ascii", "replace")
         if not _HEX_DIGEST.fullmatch(digest):
             raise WireError("bad or missing SHA-256 in end record")
-        return RecordMeta(kind, upload_id, path, size, chunk_size, count, sha256=digest)  # type: ignore[arg-type]
-    return meta
+    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4096)  # every record of an upload repeats its path
