@@ -27,21 +27,22 @@ from msi_tui.paths import state_dir
 DEFAULT_TOPIC = "lecroy_files"
 
 
-def _power_of_two(text: str) -> int:
+def _whole_number(text: str, what: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of bytes (got {text!r})") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number{what} (got {text!r})") from None
+
+
+def _power_of_two(text: str) -> int:
+    value = _whole_number(text, " of bytes")
     if not is_power_of_two(value):
         raise argparse.ArgumentTypeError(f"must be a nonzero power of two such as 16384 (got {value})")
     return value
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    value = _whole_number(text, "")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return value
