@@ -41,10 +41,6 @@ class Assembly:
     def has(self, index: int) -> bool:
         return index < self.contiguous or index in self.ahead
 
-    @property
-    def received(self) -> int:
-        return self.contiguous + len(self.ahead)
-
     def write(self, index: int, data: bytes) -> bool:
         """Store one chunk; False when it was already here (a harmless replay)."""
         if self.has(index):

@@ -124,10 +124,6 @@ class FolderWatcher:
         self._stop.set()
         self._observer.stop()
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-        self._observer.join(timeout)
-
     def recheck(self, relpath: str) -> None:
         """The uploader saw this file change while sending: judge its readiness afresh."""
         self._sent.pop(relpath, None)

@@ -23,7 +23,8 @@ from msi_tui.errors import OperatorError
 from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.commands import MsiCommandProvider
 from msi_tui.tui.context import AppContext, PaneName
-from msi_tui.tui.formatting import LogLevel, LogLine, describe_event, styled_state
+from msi_tui.formatting import LogLevel, describe_event
+from msi_tui.tui.formatting import LogLine, styled_state
 from msi_tui.tui.header import ClusterHeader, combined_connection
 from msi_tui.tui.log_panel import EventLog, LogFile
 from msi_tui.tui.pane import Line

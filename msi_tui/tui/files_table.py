@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from msi_tui.engine.stats import FileProgress
-from msi_tui.tui.formatting import human_size, progress_bar, styled_state
+from msi_tui.formatting import human_size
+from msi_tui.tui.formatting import progress_bar, styled_state
 
 MAX_ROWS = 100  # more rows cost refresh time and nobody scrolls that far in a live view
 COLUMNS = ("file", "size", "chunks", "progress", "state")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from msi_tui.formatting import LogLevel, describe_event, human_rate, human_size  # noqa: F401 - re-exported
+from msi_tui.formatting import LogLevel
 
 # Named ANSI colours (not hex) so a 16-colour terminal shows exactly what we meant.
 LEVEL_STYLES: dict[LogLevel, str] = {

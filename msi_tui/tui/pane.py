@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from msi_tui.tui.formatting import human_rate
+from msi_tui.formatting import human_rate
 from msi_tui.tui.throughput import RateMeter
 
 
