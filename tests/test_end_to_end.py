@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from msi_tui.engine.wire import chunk_count
@@ -70,7 +71,10 @@ def test_two_reconstructors_share_the_work_exactly_once(kafka_bootstrap: str, to
     rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / name)  # noqa: E731
     with rec(out_a, "a.log") as a, rec(out_b, "b.log") as b:
         def group_stable() -> bool:
-            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            try:
+                desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            except KafkaException:
+                return False  # the coordinator is still loading or moving: ask again
             assigned = sum(len(m.assignment.topic_partitions) for m in desc.members)
             return len(desc.members) == 4 and assigned == 4 and str(desc.state).endswith("STABLE")
         wait_until(group_stable, "both reconstructors to join the group with every partition assigned")

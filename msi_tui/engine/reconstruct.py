@@ -32,6 +32,7 @@ REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood can
 LAG_EVERY_S = 5.0
 RETRY_AFTER_S = 2.0
 BATCH_BYTES = 8 << 20  # what one consumer thread takes from librdkafka at a time
+COMMIT_METADATA_IDS = 120  # 32-char ids under the broker's 4 KiB offset metadata limit
 RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
 
 
@@ -69,6 +70,10 @@ class Reconstructor:
         self._published: OrderedDict[str, None] = OrderedDict()  # recent ids; the journal has all
         self._last_offset: dict[int, int] = {}
         self._lag: dict[int, int] = {}
+        # Per partition, uploads finished here whose records lie past the committed offset
+        # (an older unfinished upload pins it): named in the commit's metadata, so whoever
+        # owns the partition next skips them instead of publishing them a second time.
+        self._finished_past_commit: dict[int, dict[str, int]] = {}
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._stopped = threading.Event()
@@ -134,7 +139,7 @@ class Reconstructor:
 
     def _consume_loop(self, consumer: Consumer) -> None:
         topic = self.settings.topic
-        consumer.subscribe([topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         paused = False
         batch = self.settings.batch_size
         next_lag = time.monotonic() + 1.0
@@ -227,12 +232,35 @@ class Reconstructor:
         for partition in partitions:
             offset = self._safe_offset(partition)
             if offset is not None:
-                offsets.append(TopicPartition(self.settings.topic, partition, offset))
+                offsets.append(TopicPartition(self.settings.topic, partition, offset,
+                                              metadata=self._finished_metadata(partition, offset)))
         if offsets:
             try:
                 consumer.store_offsets(offsets=offsets)
             except KafkaException:
                 pass  # the partition was just revoked: its new owner replays from the last commit
+
+    def _finished_metadata(self, partition: int, offset: int) -> str:
+        """Ids of uploads finished at or past `offset`, within Kafka's metadata size limit
+        (beyond it a replay may publish a file twice: at least once, never lost)."""
+        with self._lock:
+            finished = self._finished_past_commit.get(partition, {})
+            for uid in [u for u, first in finished.items() if first < offset]:
+                del finished[uid]  # behind the commit: never replayed again
+            ids = list(finished)[-COMMIT_METADATA_IDS:]
+        return ",".join(ids)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Learn which uploads past the committed offsets the previous owner finished."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException:
+            return  # replaying them costs time, never data
+        with self._lock:
+            for tp in committed:
+                for uid in (tp.metadata or "").split(","):
+                    if len(uid) == 32:
+                        self._published[uid] = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what is safe, then forget the revoked partitions' unfinished files."""
@@ -248,6 +276,7 @@ class Reconstructor:
                 del self._assemblies[a.meta.upload_id]
             for p in revoked:
                 self._last_offset.pop(p, None)
+                self._finished_past_commit.pop(p, None)
                 self._lag.pop(p, None)
         for a in dropped:
             self.output.discard_staged(a.fd, a.staged)
@@ -366,6 +395,7 @@ class Reconstructor:
             elif published.path != path:
                 self.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
         with self._lock:
+            self._finished_past_commit.setdefault(a.partition, {})[uid] = a.first_offset
             self._published[uid] = None
             if len(self._published) > RECENTLY_PUBLISHED:
                 self._published.popitem(last=False)
