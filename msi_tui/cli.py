@@ -76,7 +76,7 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
     parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(DEFAULT_TOPIC),
                         help=f"Kafka topic the files travel through (default: {DEFAULT_TOPIC})")
     _opt(parser, "n-threads", type=_positive, default=default(5), metavar="N",
-         help="parallel threads: files sent at once, or consumers in the group (default: 5)")
+         help="parallel threads: files sent at once, or files rebuilt at once (default: 5)")
     _opt(parser, "partitions", type=_positive, default=default(5), metavar="N",
          help="partitions when the topic has to be created (default: 5)")
 
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         service = Reconstructor(config, reconstruct_settings(args, args.folder), console.sink)
         service.start()
         console.say(f"reconstructing files from topic {args.topic} at {config.bootstrap} into {args.folder} "
-                    f"({args.n_threads} consumers, group {args.group_id}); type check or quit")
+                    f"({args.n_threads} threads, group {args.group_id}); type check or quit")
         console.run(service, args.update_seconds)
         return 0
     folder = args.folder if args.command == "upload" else None

@@ -88,10 +88,12 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         cases += 1
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                                 ReconstructSettings(output_dir=out, max_file_size=1 << 20), discard)
+        worker = service._new_worker()
         for offset, (headers, value) in enumerate(batch):
-            service._handle(FakeMessage(value, headers, offset))
+            service._handle(FakeMessage(value, headers, offset), worker)
         for assembly in list(service._assemblies.values()):
             service._drop(assembly, "test over")
+        worker.hasher.close()
 
     feed()
     assert cases >= 1000
@@ -110,13 +112,14 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     out.mkdir()
     service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                             ReconstructSettings(output_dir=out), discard)
+    worker = service._new_worker()
     data = os.urandom(5000)
     uid = uuid.uuid4().hex
     common = wire.file_headers(uid, "d/ok.bin", len(data), 1024)
     msgs = [FakeMessage(data[i * 1024:(i + 1) * 1024], wire.chunk_headers(common, i), i) for i in range(5)]
     msgs.append(FakeMessage(b"", wire.end_headers(common, hashlib.sha256(data).hexdigest()), 5))
     for m in reversed(msgs[:-1]):  # out of order: hashing must catch up from disk
-        service._handle(m)
-    service._handle(msgs[-1])
+        service._handle(m, worker)
+    service._handle(msgs[-1], worker)
     assert (out / "d" / "ok.bin").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["d"]

@@ -75,3 +75,21 @@ def test_ordinary_paths_pass(path: str) -> None:
 def test_non_utf8_path_is_refused() -> None:
     with pytest.raises(wire.WireError, match="UTF-8"):
         wire.check_relative_path(b"\xff\xfe")
+
+
+def test_the_decoder_shortcut_agrees_with_a_full_decode() -> None:
+    decoder = wire.Decoder(LIMIT)
+    common = wire.file_headers(UID, "dir/a.bin", 40000, 16384)
+    for index in (0, 1, 2, 1):
+        hdrs = wire.chunk_headers(common, index)
+        assert decoder(hdrs) == wire.decode(hdrs, LIMIT)
+    # The shortcut still refuses what a full decode refuses.
+    with pytest.raises(wire.WireError, match="out of range"):
+        decoder(wire.chunk_headers(common, 3))
+    bad_index = wire.chunk_headers(common, 0)[:8] + [("msi.index", b"-1")]
+    with pytest.raises(wire.WireError, match="not a non-negative integer"):
+        decoder(bad_index)
+    # A record of the same upload whose other headers differ takes the full path.
+    other = wire.chunk_headers(wire.file_headers(UID, "dir/b.bin", 40000, 16384), 1)
+    assert decoder(other).path == "dir/b.bin"
+    assert decoder(wire.end_headers(common, "ab" * 32)).kind == "end"

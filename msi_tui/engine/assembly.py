@@ -3,18 +3,97 @@
 Memory stays bounded whatever the file size: chunk bytes go straight to the staged file,
 and what was received is a contiguous prefix count plus the (normally empty) set of chunks
 that arrived ahead of it. Chunks of one upload arrive in order within their partition, so
-the SHA-256 is computed as they come and verification needs no second read.
+the SHA-256 is computed as they come and verification needs no second read. The hashing
+itself can run on a HashPipe, a thread of its own, so it overlaps with the writing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from msi_tui.engine.wire import RecordMeta, WireError
+
+# Disk space is reserved ahead of the writes in steps: writing into reserved blocks costs
+# the kernel far less than allocating them page by page (a quarter of the CPU on ext4 here),
+# while a record that declares a huge size can claim no more than one step at a time. Each
+# finished step is handed to the disk at once, so the fsync before publishing has little
+# left to wait for and dirty pages do not pile up in memory.
+PREALLOCATE_STEP = 64 << 20
+_SYNC_FILE_RANGE_WRITE = 2  # start writeback, do not wait for it
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_fallocate = getattr(_libc, "fallocate", None)  # both Linux only: elsewhere blocks are
+_sync_file_range = getattr(_libc, "sync_file_range", None)  # allocated and flushed as written
+for _fn in (_fallocate, _sync_file_range):
+    if _fn is not None:
+        _fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def preallocate(fd: int, offset: int, length: int) -> None:
+    """Reserve blocks for [offset, offset+length) where the filesystem can."""
+    if _fallocate is not None:
+        _fallocate(fd, 0, offset, length)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+HASH_FEED_BYTES = 256 << 10  # chunks handed to the HashPipe at a time
+
+
+class HashPipe:
+    """A thread hashing what it is handed, in order, on another core than the thread that
+    writes the chunks (hashlib lets go of the GIL for buffers over 2 KiB). At most
+    `max_bytes` wait in it: a feeder that gets ahead waits."""
+
+    def __init__(self, name: str, max_bytes: int = 8 << 20) -> None:
+        self._cv = threading.Condition()
+        self._items: deque[tuple["hashlib._Hash", list[bytes], int]] = deque()
+        self._queued = 0  # bytes waiting or being hashed
+        self._max = max_bytes
+        self._closed = False
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def feed(self, digest: "hashlib._Hash", chunks: list[bytes], size: int) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: self._queued < self._max)
+            self._items.append((digest, chunks, size))
+            self._queued += size
+            self._cv.notify_all()
+
+    def drain(self) -> None:
+        """Wait until everything fed so far is hashed."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._queued == 0)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._items or self._closed)
+                if not self._items:
+                    return
+                digest, chunks, size = self._items.popleft()
+            for chunk in chunks:
+                digest.update(chunk)
+            with self._cv:
+                self._queued -= size
+                self._cv.notify_all()
 
 
 @dataclass
@@ -29,9 +108,13 @@ class Assembly:
     contiguous: int = 0
     ahead: set[int] = field(default_factory=set)
     hashed: int = 0
+    reserved: int = 0  # bytes of the staged file preallocated so far
+    hasher: HashPipe | None = None  # None: hash on the calling thread
     expected_sha256: str = ""
     started: float = field(default_factory=time.monotonic)
     _digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _unhashed: list[bytes] = field(default_factory=list)  # in order, not yet fed to the hasher
+    _unhashed_bytes: int = 0
 
     def matches(self, meta: RecordMeta) -> bool:
         """A later record must describe the same file as the first one did."""
@@ -49,6 +132,8 @@ class Assembly:
         if len(data) != expected:
             raise WireError(f"chunk {index} has {len(data)} bytes, expected {expected}")
         offset = index * self.meta.chunk_size
+        if offset + expected > self.reserved:
+            self._reserve(offset + expected)
         view = memoryview(data)
         while view:
             written = os.pwrite(self.fd, view, offset)
@@ -63,14 +148,39 @@ class Assembly:
         self._hash_prefix(data if index == self.hashed else None)
         return True
 
+    def _reserve(self, end: int) -> None:
+        if end > self.reserved + PREALLOCATE_STEP:
+            return  # a chunk far ahead of the others: it allocates its own blocks
+        if self.reserved:
+            start_writeback(self.fd, max(0, self.reserved - PREALLOCATE_STEP), PREALLOCATE_STEP)
+        step_end = min(self.meta.size, self.reserved + PREALLOCATE_STEP)
+        # Best effort: without it (no space for a whole step, an unsupported filesystem)
+        # the writes allocate as they go and a full disk shows at the write itself.
+        preallocate(self.fd, self.reserved, step_end - self.reserved)
+        self.reserved = step_end
+
     def _hash_prefix(self, just_written: bytes | None) -> None:
         if just_written is not None:
-            self._digest.update(just_written)
+            self._hash(just_written)
             self.hashed += 1
         while self.hashed < self.contiguous:  # chunks that had arrived early: read them back
             length = self.meta.chunk_length(self.hashed)
-            self._digest.update(os.pread(self.fd, length, self.hashed * self.meta.chunk_size))
+            self._hash(os.pread(self.fd, length, self.hashed * self.meta.chunk_size))
             self.hashed += 1
+        if self._unhashed_bytes >= HASH_FEED_BYTES:
+            self._feed()
+
+    def _hash(self, data: bytes) -> None:
+        if self.hasher is None:
+            self._digest.update(data)
+        else:
+            self._unhashed.append(data)
+            self._unhashed_bytes += len(data)
+
+    def _feed(self) -> None:
+        if self._unhashed and self.hasher is not None:
+            self.hasher.feed(self._digest, self._unhashed, self._unhashed_bytes)
+            self._unhashed, self._unhashed_bytes = [], 0
 
     @property
     def complete(self) -> bool:
@@ -78,4 +188,7 @@ class Assembly:
 
     def verified(self) -> bool:
         """True when the staged bytes hash to the digest the uploader sent."""
+        if self.hasher is not None:
+            self._feed()
+            self.hasher.drain()
         return self._digest.hexdigest() == self.expected_sha256

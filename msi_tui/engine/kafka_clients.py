@@ -58,11 +58,11 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,  # commits what we stored, every few seconds and on close
         "enable.auto.offset.store": False,
-        # Prefetch bounds per consumer thread (n_threads of them): memory stays flat even
-        # with 512 KiB chunks, and librdkafka still returns a larger record on its own.
-        "fetch.max.bytes": 8_388_608,
+        # Prefetch bounds: memory stays flat even with 512 KiB chunks, and librdkafka still
+        # returns a larger record on its own.
+        "fetch.max.bytes": 16_777_216,
         "max.partition.fetch.bytes": 4_194_304,
-        "queued.max.messages.kbytes": 8192,
+        "queued.max.messages.kbytes": 16384,
         # librdkafka waits 1 s after the prefetch queue fills: with large records that
         # capped reconstruction at ~30 MB/s (measured by bench/roundtrip_memory.py).
         "fetch.queue.backoff.ms": 10,
@@ -72,6 +72,9 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
         # A crashed reconstructor's partitions wait this long before moving to a live
         # member (and its restart waits for its own ghost): 10 s instead of 45 s.
         "session.timeout.ms": 10000,
+        # Members learn of a rebalance at their next heartbeat (librdkafka's default is 3 s):
+        # a reconstructor joining a running group starts reading sooner.
+        "heartbeat.interval.ms": 500,
         "logger": KAFKA_LOG,
     }
     settings.update(config.broker)

@@ -4,10 +4,16 @@ At-least-once with nothing lost: per partition, the stored offset never passes t
 record of the oldest upload still incomplete there. A crash or a rebalance therefore
 replays whatever an unfinished file still needs, and replayed chunks are harmless (the
 assembly knows which chunks it has; the journal knows which uploads were published).
+
+One process is one member of the group: a single consumer fetches, and n worker threads
+rebuild, each partition always on the same worker so its records stay in order. (One
+consumer per thread made every start a chain of rebalances, 2-3 s before the first byte,
+and moved half-rebuilt files between threads of the same process.)
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -17,7 +23,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from msi_tui.engine import wire
-from msi_tui.engine.assembly import Assembly
+from msi_tui.engine.assembly import Assembly, HashPipe
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
@@ -31,7 +37,9 @@ DEFAULT_GROUP_ID = "msi-tui-reconstruct"
 REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
 LAG_EVERY_S = 5.0
 RETRY_AFTER_S = 2.0
-BATCH_BYTES = 8 << 20  # what one consumer thread takes from librdkafka at a time
+BATCH_BYTES = 8 << 20  # what the consumer takes from librdkafka at a time
+IN_FLIGHT_BYTES = 32 << 20  # records handed to workers and not yet applied; beyond it, fetching waits
+STUCK_AFTER_S = 5.0  # workers this long over IN_FLIGHT_BYTES (a full disk): pause and keep polling
 COMMIT_METADATA_IDS = 120  # 32-char ids under the broker's 4 KiB offset metadata limit
 RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
 
@@ -54,6 +62,14 @@ class ReconstructSettings:
             raise OperatorError(f"the number of threads must be at least 1 (got {self.n_threads})")
 
 
+@dataclass(frozen=True)
+class _Worker:
+    """What one rebuilding thread keeps to itself."""
+
+    decode: wire.Decoder
+    hasher: HashPipe
+
+
 class Reconstructor:
     """The reconstruct service (see msi_tui.engine.service.ReconstructService)."""
 
@@ -74,6 +90,14 @@ class Reconstructor:
         # (an older unfinished upload pins it): named in the commit's metadata, so whoever
         # owns the partition next skips them instead of publishing them a second time.
         self._finished_past_commit: dict[int, dict[str, int]] = {}
+        self._owned: dict[int, int] = {}  # partition -> generation; a revoke ends a generation
+        self._generation = 0
+        self._pending: dict[int, int] = {}  # partition -> batches queued or being applied
+        self._in_flight = 0  # bytes of those batches
+        self._flow = threading.Condition(self._lock)
+        self._workers: list[queue.SimpleQueue] = []
+        self._reassigned = False
+        self._unstored: set[int] = set()  # partitions whose safe offset moved since last stored
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._stopped = threading.Event()
@@ -94,17 +118,18 @@ class Reconstructor:
         self._journal = Journal(state_dir() / "reconstructed.sqlite3", self.output_dir, self.group_id)
         conf = consumer_settings(self.config, self.group_id)
         conf["error_cb"] = self._on_client_error
-        consumers = []
         try:
-            for _ in range(self.settings.n_threads):
-                consumers.append(Consumer(conf))
+            consumer = Consumer(conf)
         except KafkaException as exc:
             raise OperatorError(f"consumer settings rejected: {describe_kafka_error(exc)}") from None
         self.stats.connection = "connected"
         self.stats.state = "consuming"
-        self._running = len(consumers)
-        for i, consumer in enumerate(consumers):
-            threading.Thread(target=self._consume_loop, args=(consumer,), name=f"msi-consume-{i}", daemon=True).start()
+        self._running = 1
+        for i in range(self.settings.n_threads):
+            work: queue.SimpleQueue = queue.SimpleQueue()
+            self._workers.append(work)
+            threading.Thread(target=self._work_loop, args=(work,), name=f"msi-rebuild-{i}", daemon=True).start()
+        threading.Thread(target=self._consume_loop, args=(consumer,), name="msi-consume", daemon=True).start()
 
     def pause(self) -> None:
         self._paused.set()
@@ -138,58 +163,113 @@ class Reconstructor:
     # --- consumer threads ----------------------------------------------------------------
 
     def _consume_loop(self, consumer: Consumer) -> None:
-        topic = self.settings.topic
-        consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        """Fetch and hand each partition's records to its worker; pause while they catch up."""
+        consumer.subscribe([self.settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_lost)
         paused = False
         batch = self.settings.batch_size
         next_lag = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
-                if self._paused.is_set() != paused:
-                    paused = self._paused.is_set()
+                with self._flow:
+                    # Wait for the workers rather than pause (pausing drops what librdkafka
+                    # prefetched), unless they are stuck: the group needs a poll now and then.
+                    behind = not self._flow.wait_for(self._may_fetch, timeout=STUCK_AFTER_S)
+                    reassigned, self._reassigned = self._reassigned, False
+                    unstored, self._unstored = self._unstored, set()
+                # Only this thread calls the consumer: confluent-kafka serialises calls from
+                # several threads with a spin-wait that starves all but one.
+                self._store_offsets(consumer, unstored)
+                want_paused = behind or self._paused.is_set()
+                if want_paused != paused or (paused and reassigned):
+                    paused = want_paused
                     (consumer.pause if paused else consumer.resume)(consumer.assignment())
                 messages = consumer.consume(batch, 0.2)
                 if messages:
-                    self._process(consumer, messages)
+                    self._dispatch(messages)
                     # Size the next batch by bytes, not records: 500 records of 512 KiB
-                    # would hold 256 MB in one thread.
+                    # would hold 256 MB at once.
                     record = max(1, sum(len(m) for m in messages) // len(messages))
                     batch = max(1, min(self.settings.batch_size, BATCH_BYTES // record))
                 if time.monotonic() >= next_lag:
                     self._measure_lag(consumer)
                     next_lag = time.monotonic() + LAG_EVERY_S
-        except Exception as exc:  # a consumer thread must report, not vanish silently
+        except Exception as exc:  # the consumer thread must report, not vanish silently
             self.sink(Notice(level="error", message=f"consumer stopped: {exc}", at=time.time()))
         finally:
             self._leave(consumer)
 
-    def _process(self, consumer: Consumer, messages: list[Message]) -> None:
-        done: dict[int, int] = {}  # partition -> last offset handled
-        handled = 0
-        for i, msg in enumerate(messages):
+    def _may_fetch(self) -> bool:
+        return self._in_flight <= IN_FLIGHT_BYTES or self._stop.is_set()
+
+    def _dispatch(self, messages: list[Message]) -> None:
+        """Queue each partition's records, in order, on the worker that owns the partition."""
+        by_partition: dict[int, list[Message]] = {}
+        for msg in messages:
             err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
-                continue
+            if err is None:
+                by_partition.setdefault(msg.partition(), []).append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
+        workers = self._workers
+        for partition, records in by_partition.items():
+            size = sum(len(m) for m in records)
+            with self._lock:
+                generation = self._owned.get(partition)
+                if generation is None:
+                    continue  # revoked while these were on their way
+                self._pending[partition] = self._pending.get(partition, 0) + 1
+                self._in_flight += size
+            workers[partition % len(workers)].put((partition, generation, records, size))
+
+    def _work_loop(self, work: queue.SimpleQueue) -> None:
+        worker = self._new_worker()
+        while (item := work.get()) is not None:
+            partition, generation, records, size = item
             try:
-                self._handle(msg)
-            except (OSError, UnsafePath) as exc:
-                # The output side is in trouble (disk full, permissions): keep the record
-                # for later rather than skip it, and rewind every partition to what is unread.
-                self._rewind(consumer, messages[i:])
-                self._output_blocked(exc)
-                self._stop.wait(RETRY_AFTER_S)
-                break
+                self._apply(worker, partition, generation, records)
+            except Exception as exc:  # a worker must report, not vanish silently
+                self.sink(Notice(level="error", message=f"rebuilding partition {partition}: {exc}", at=time.time()))
+            finally:
+                with self._flow:
+                    self._pending[partition] -= 1
+                    self._in_flight -= size
+                    self._flow.notify_all()
+        worker.hasher.close()
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(wire.Decoder(self.settings.max_file_size), HashPipe(f"{threading.current_thread().name}-hash"))
+
+    def _owns(self, partition: int, generation: int) -> bool:
+        return self._owned.get(partition) == generation
+
+    def _apply(self, worker: _Worker, partition: int, generation: int, records: list[Message]) -> None:
+        """Apply one partition's records in order, then store the offset that is safe."""
+        last = None
+        for msg in records:
+            while True:
+                if not self._owns(partition, generation):
+                    return  # revoked: the next owner replays from the committed offset
+                try:
+                    self._handle(msg, worker)
+                    break
+                except (OSError, UnsafePath) as exc:
+                    # The output side is in trouble (disk full, permissions): keep the record
+                    # and retry it; the other records wait behind it, fetching pauses.
+                    self._output_blocked(exc)
+                    if self._stop.wait(RETRY_AFTER_S):
+                        return
             if self._blocked_by:
                 self._output_unblocked()
-            done[msg.partition()] = msg.offset()
-            handled += 1
+            last = msg.offset()
+        if last is None:
+            return
         with self.stats.lock:
-            self.stats.messages_read += handled
+            self.stats.messages_read += len(records)
         with self._lock:
-            self._last_offset.update(done)
-        self._store_offsets(consumer, done)
+            if self._owns(partition, generation):
+                self._last_offset[partition] = last
+                self._unstored.add(partition)  # the consumer thread stores it (see _consume_loop)
 
     def _output_blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
@@ -209,14 +289,6 @@ class Reconstructor:
         if was is not None:
             self.stats.state = "paused" if self._paused.is_set() else "consuming"
             self.sink(Notice(level="info", message=f"{self.output_dir} is writable again: reconstruction resumed", at=time.time()))
-
-    def _rewind(self, consumer: Consumer, unread: list[Message]) -> None:
-        first: dict[int, int] = {}
-        for msg in unread:
-            if msg.error() is None:
-                first.setdefault(msg.partition(), msg.offset())
-        for partition, offset in first.items():
-            consumer.seek(TopicPartition(self.settings.topic, partition, offset))
 
     def _safe_offset(self, partition: int) -> int | None:
         """The offset a restart may resume from without losing any unfinished file."""
@@ -251,7 +323,13 @@ class Reconstructor:
         return ",".join(ids)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Learn which uploads past the committed offsets the previous owner finished."""
+        """Take the partitions on; learn which uploads past the committed offsets the
+        previous owner finished."""
+        with self._lock:
+            for tp in partitions:
+                self._generation += 1
+                self._owned[tp.partition] = self._generation
+            self._reassigned = True
         try:
             committed = consumer.committed(partitions, timeout=10)
         except KafkaException:
@@ -263,18 +341,35 @@ class Reconstructor:
                         self._published[uid] = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit what is safe, then forget the revoked partitions' unfinished files."""
+        """Let the workers finish with the partitions, commit what is safe, then forget
+        their unfinished files (the next owner replays them from the commit)."""
         revoked = {tp.partition for tp in partitions}
+        with self._flow:
+            for p in revoked:
+                self._owned.pop(p, None)  # a worker stops at its next record
+            self._flow.wait_for(lambda: not any(self._pending.get(p) for p in revoked))
         self._store_offsets(consumer, revoked)
         try:
             consumer.commit(asynchronous=False)
         except KafkaException:
-            pass  # nothing stored yet, or the group moved on: the last commit stands
+            pass  # nothing new stored, or the group moved on: the last commit stands
+        self._drop_partitions(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group gave these partitions away without asking: nothing can be committed."""
+        lost = {tp.partition for tp in partitions}
+        with self._flow:
+            for p in lost:
+                self._owned.pop(p, None)
+            self._flow.wait_for(lambda: not any(self._pending.get(p) for p in lost))
+        self._drop_partitions(lost)
+
+    def _drop_partitions(self, partitions: set[int]) -> None:
         with self._lock:
-            dropped = [a for a in self._assemblies.values() if a.partition in revoked]
+            dropped = [a for a in self._assemblies.values() if a.partition in partitions]
             for a in dropped:
                 del self._assemblies[a.meta.upload_id]
-            for p in revoked:
+            for p in partitions:
                 self._last_offset.pop(p, None)
                 self._finished_past_commit.pop(p, None)
                 self._lag.pop(p, None)
@@ -284,19 +379,23 @@ class Reconstructor:
                 self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
 
     def _leave(self, consumer: Consumer) -> None:
+        """Finish what the workers hold, commit, leave the group, stop the workers."""
+        self._stop.set()  # a worker retrying a record on a full disk gives up; the rest finish
         try:
+            with self._flow:
+                self._flow.wait_for(lambda: not any(self._pending.values()))
             self._on_revoke(consumer, consumer.assignment())
             consumer.close()
         except Exception as exc:
             self.sink(Notice(level="warning", message=f"closing consumer: {exc}", at=time.time()))
+        for work in self._workers:
+            work.put(None)
         with self._lock:
-            self._running -= 1
-            last = self._running == 0
-        if last:
-            if self._journal:
-                self._journal.close()
-            self.stats.state = "stopped"
-            self._stopped.set()
+            self._running = 0
+        if self._journal:
+            self._journal.close()
+        self.stats.state = "stopped"
+        self._stopped.set()
 
     def _measure_lag(self, consumer: Consumer) -> None:
         try:
@@ -314,11 +413,11 @@ class Reconstructor:
 
     # --- one record ------------------------------------------------------------------
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Message, worker: _Worker) -> None:
         """Apply one record. Raises OSError/UnsafePath only for trouble on our side."""
         value = msg.value() or b""
         try:
-            meta = wire.decode(msg.headers(), self.settings.max_file_size)
+            meta = worker.decode(msg.headers())
         except wire.WireError as exc:
             self._reject(msg, str(exc))
             return
@@ -332,7 +431,7 @@ class Reconstructor:
             if meta.kind != "chunk" or uid in self._published or (self._journal and self._journal.seen(uid)):
                 return  # a replay of a finished upload, or a withdrawn one we never started
             fd, staged = self.output.open_staged(uid)
-            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged)
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, hasher=worker.hasher)
             with self._lock:
                 self._assemblies[uid] = assembly
             with self.stats.lock:
