@@ -174,6 +174,9 @@ class Bench:
             self.topics = []
 
     def spawn(self, name: str, cmd: list[str], env: dict | None = None, stdin: bool = False) -> QuietChild:
+        # Every run starts with no dirty pages: otherwise the previous run's broker log
+        # writeback lands on whoever writes to disk next (the reconstructors, never bare).
+        os.sync()
         child = QuietChild.spawn(name, [str(c) for c in cmd], env or self.env,
                                  subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.children.append(child)
@@ -458,6 +461,20 @@ def bare_produce(bootstrap: str, topic: str, cs: int, src: str) -> int:
     return 0
 
 
+def warm_up_groups(bootstrap: str) -> None:
+    """Join and leave a throwaway group: a fresh broker creates its offsets topic on the
+    first group, and that wait must not land on whichever tool happens to run first."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex[:6]}",
+                         "allow.auto.create.topics": True})
+    consumer.subscribe(["bench-warm-up"])
+    deadline = time.monotonic() + 60
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)
+    consumer.close()
+
+
 def bare_consume(bootstrap: str, topic: str, group: str, records: int) -> int:
     """Read `records` records in consume() batches and discard them: the reconstruct ceiling."""
     from confluent_kafka import Consumer
@@ -567,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 broker_sampler = MemSampler(pid, 1.0)
                 broker_sampler.start()
         bench = Bench(args, run_dir, bootstrap)
+        warm_up_groups(bootstrap)
         if not args.skip_oms:
             bench.setup_oms()
         tools = [MSI, BARE] + ([OMS] if bench.with_oms else [])

@@ -57,7 +57,7 @@ class HashPipe:
     writes the chunks (hashlib lets go of the GIL for buffers over 2 KiB). At most
     `max_bytes` wait in it: a feeder that gets ahead waits."""
 
-    def __init__(self, name: str, max_bytes: int = 8 << 20) -> None:
+    def __init__(self, name: str, max_bytes: int = 4 << 20) -> None:
         self._cv = threading.Condition()
         self._items: deque[tuple["hashlib._Hash", list[bytes], int]] = deque()
         self._queued = 0  # bytes waiting or being hashed
