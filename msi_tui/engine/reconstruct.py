@@ -402,7 +402,11 @@ class Reconstructor:
             assignment = consumer.assignment()
             positions = consumer.position(assignment) if assignment else []
             for tp in positions:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+                # Cached from the last fetch: a query would queue behind the long-polling
+                # fetch on the same connection, holding up the records for ~0.5 s a partition.
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # nothing fetched from it yet
                 with self._lock:
                     self._lag[tp.partition] = max(0, high - tp.offset) if tp.offset >= 0 else high
         except KafkaException:
