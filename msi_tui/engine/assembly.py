@@ -31,11 +31,10 @@ _SYNC_FILE_RANGE_WRITE = 2  # start writeback, do not wait for it
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _fallocate = getattr(_libc, "fallocate", None)  # both Linux only: elsewhere blocks are
 _sync_file_range = getattr(_libc, "sync_file_range", None)  # allocated and flushed as written
-for _fn in (_fallocate, _sync_file_range):
-    if _fn is not None:
-        _fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-if _fallocate is not None:
+if _fallocate is not None:  # (fd, mode, offset, length)
     _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+if _sync_file_range is not None:  # (fd, offset, length, flags)
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
 
 def preallocate(fd: int, offset: int, length: int) -> None:

@@ -186,10 +186,10 @@ class Reconstructor:
                     (consumer.pause if paused else consumer.resume)(consumer.assignment())
                 messages = consumer.consume(batch, 0.2)
                 if messages:
-                    self._dispatch(messages)
+                    nbytes = self._dispatch(messages)
                     # Size the next batch by bytes, not records: 500 records of 512 KiB
                     # would hold 256 MB at once.
-                    record = max(1, sum(len(m) for m in messages) // len(messages))
+                    record = max(1, nbytes // len(messages))
                     batch = max(1, min(self.settings.batch_size, BATCH_BYTES // record))
                 if time.monotonic() >= next_lag:
                     self._measure_lag(consumer)
@@ -202,8 +202,9 @@ class Reconstructor:
     def _may_fetch(self) -> bool:
         return self._in_flight <= IN_FLIGHT_BYTES or self._stop.is_set()
 
-    def _dispatch(self, messages: list[Message]) -> None:
-        """Queue each partition's records, in order, on the worker that owns the partition."""
+    def _dispatch(self, messages: list[Message]) -> int:
+        """Queue each partition's records, in order, on the worker that owns the partition;
+        returns the bytes of the records read."""
         by_partition: dict[int, list[Message]] = {}
         for msg in messages:
             err = msg.error()
@@ -212,8 +213,10 @@ class Reconstructor:
             elif err.code() != KafkaError._PARTITION_EOF:
                 self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
         workers = self._workers
+        total = 0
         for partition, records in by_partition.items():
             size = sum(len(m) for m in records)
+            total += size
             with self._lock:
                 generation = self._owned.get(partition)
                 if generation is None:
@@ -221,6 +224,7 @@ class Reconstructor:
                 self._pending[partition] = self._pending.get(partition, 0) + 1
                 self._in_flight += size
             workers[partition % len(workers)].put((partition, generation, records, size))
+        return total
 
     def _work_loop(self, work: queue.SimpleQueue) -> None:
         worker = self._new_worker()
@@ -244,8 +248,7 @@ class Reconstructor:
         return self._owned.get(partition) == generation
 
     def _apply(self, worker: _Worker, partition: int, generation: int, records: list[Message]) -> None:
-        """Apply one partition's records in order, then store the offset that is safe."""
-        last = None
+        """Apply one partition's records in order, then have the safe offset stored."""
         for msg in records:
             while True:
                 if not self._owns(partition, generation):
@@ -261,14 +264,11 @@ class Reconstructor:
                         return
             if self._blocked_by:
                 self._output_unblocked()
-            last = msg.offset()
-        if last is None:
-            return
         with self.stats.lock:
             self.stats.messages_read += len(records)
         with self._lock:
             if self._owns(partition, generation):
-                self._last_offset[partition] = last
+                self._last_offset[partition] = records[-1].offset()
                 self._unstored.add(partition)  # the consumer thread stores it (see _consume_loop)
 
     def _output_blocked(self, exc: Exception) -> None:
@@ -343,11 +343,7 @@ class Reconstructor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the workers finish with the partitions, commit what is safe, then forget
         their unfinished files (the next owner replays them from the commit)."""
-        revoked = {tp.partition for tp in partitions}
-        with self._flow:
-            for p in revoked:
-                self._owned.pop(p, None)  # a worker stops at its next record
-            self._flow.wait_for(lambda: not any(self._pending.get(p) for p in revoked))
+        revoked = self._disown(partitions)
         self._store_offsets(consumer, revoked)
         try:
             consumer.commit(asynchronous=False)
@@ -357,12 +353,17 @@ class Reconstructor:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group gave these partitions away without asking: nothing can be committed."""
-        lost = {tp.partition for tp in partitions}
+        self._drop_partitions(self._disown(partitions))
+
+    def _disown(self, partitions: list[TopicPartition]) -> set[int]:
+        """End our ownership of the partitions and wait until no worker is applying their
+        records (a worker stops at its next record); returns their numbers."""
+        gone = {tp.partition for tp in partitions}
         with self._flow:
-            for p in lost:
+            for p in gone:
                 self._owned.pop(p, None)
-            self._flow.wait_for(lambda: not any(self._pending.get(p) for p in lost))
-        self._drop_partitions(lost)
+            self._flow.wait_for(lambda: not any(self._pending.get(p) for p in gone))
+        return gone
 
     def _drop_partitions(self, partitions: set[int]) -> None:
         with self._lock:

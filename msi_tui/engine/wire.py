@@ -87,11 +87,16 @@ def abort_headers(common: Headers) -> Headers:
     return common + [("msi.kind", b"abort")]
 
 
+def _is_count(raw: bytes) -> bool:
+    """ASCII digits only, at most 20 of them: a non-negative integer of sane size."""
+    return raw.isdigit() and len(raw) <= 20
+
+
 def _int(fields: dict[str, bytes], name: str) -> int:
     raw = fields.get(name)
     if raw is None:
         raise WireError(f"missing header {name}")
-    if not raw.isdigit() or len(raw) > 20:
+    if not _is_count(raw):
         raise WireError(f"header {name} is not a non-negative integer")
     return int(raw)
 
@@ -190,7 +195,7 @@ class Decoder:
             known = self._known.get(headers[2][1])
             if known is not None and headers[:8] == known[0]:
                 raw = headers[8][1]
-                if raw is not None and raw.isdigit() and len(raw) <= 20:
+                if raw is not None and _is_count(raw):
                     index, m = int(raw), known[1]
                     if index < m.count:
                         return RecordMeta("chunk", m.upload_id, m.path, m.size, m.chunk_size, m.count, index)
