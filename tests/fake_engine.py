@@ -156,7 +156,7 @@ class FakeReconstructor(FakeService):
         self.stops_at_once = stops_at_once
         self.snap = ReconstructSnapshot(
             state="starting", messages_read=0, files_completed=0, files_in_progress=0,
-            files_quarantined=0, records_rejected=0, bytes_written=0, consumers=0, lag=None,
+            files_quarantined=0, records_rejected=0, bytes_written=0, threads=0, lag=None,
             connection="connecting", taken_at=FIXED_NOW,
         )
 
@@ -236,7 +236,7 @@ def mid_transfer_reconstruct(rec: FakeReconstructor) -> None:
         taken_at=rec.snapshot().taken_at + 61.2,
         state="consuming", connection="connected", messages_read=4_870, files_completed=40,
         files_in_progress=2, files_quarantined=0, records_rejected=1,
-        bytes_written=4_801 * MB, consumers=3, lag=22,
+        bytes_written=4_801 * MB, threads=3, lag=22,
         files=(
             _progress("run-0412/scan-041.h5", 120, 120, "done", t + 1, t + 3),
             _progress("run-0412/scan-042.h5", 120, 120, "done", t + 4, t + 6),

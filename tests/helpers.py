@@ -160,3 +160,25 @@ def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, 
         producer.produce(topic, data[i * chunk:(i + 1) * chunk], uid, headers=wire.chunk_headers(common, i))
     producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or hashlib.sha256(data).hexdigest()))
     return uid
+
+
+class FakeMessage:
+    """Just what the reconstructor reads from a confluent_kafka Message."""
+
+    def __init__(self, value: bytes | None, headers, offset: int) -> None:  # noqa: ANN001
+        self._value, self._headers, self._offset = value, headers, offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self):  # noqa: ANN201
+        return self._headers
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def error(self) -> None:
+        return None

@@ -18,28 +18,7 @@ from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import discard
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-
-
-class FakeMessage:
-    """Just what the reconstructor reads from a confluent_kafka Message."""
-
-    def __init__(self, value: bytes | None, headers, offset: int) -> None:  # noqa: ANN001
-        self._value, self._headers, self._offset = value, headers, offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self):  # noqa: ANN201
-        return self._headers
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def error(self) -> None:
-        return None
+from tests.helpers import FakeMessage
 
 
 IDS = [uuid.uuid4().hex for _ in range(3)]

@@ -48,7 +48,9 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-HASH_FEED_BYTES = 256 << 10  # chunks handed to the HashPipe at a time
+HASH_FEED_BYTES = 1 << 20  # chunks handed to the HashPipe at a time
+WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
+WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
 
 
 class HashPipe:
@@ -88,8 +90,8 @@ class HashPipe:
                 if not self._items:
                     return
                 digest, chunks, size = self._items.popleft()
-            for chunk in chunks:
-                digest.update(chunk)
+            # One update per feed: each call lets go of the GIL and must win it back.
+            digest.update(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             with self._cv:
                 self._queued -= size
                 self._cv.notify_all()
@@ -114,6 +116,9 @@ class Assembly:
     _digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     _unhashed: list[bytes] = field(default_factory=list)  # in order, not yet fed to the hasher
     _unhashed_bytes: int = 0
+    _run: list[bytes] = field(default_factory=list)  # in-order chunks taken, not yet written
+    _run_start: int = 0  # index of the run's first chunk
+    _run_bytes: int = 0
 
     def matches(self, meta: RecordMeta) -> bool:
         """A later record must describe the same file as the first one did."""
@@ -124,28 +129,52 @@ class Assembly:
         return index < self.contiguous or index in self.ahead
 
     def write(self, index: int, data: bytes) -> bool:
-        """Store one chunk; False when it was already here (a harmless replay)."""
+        """Take one chunk; False when it was already here (a harmless replay).
+
+        A chunk that continues the file in order joins the run gathered for one pwritev
+        (few system calls, few hand-overs of the GIL); call flush() before relying on the
+        bytes being in the staged file. A chunk ahead of the others is written at once.
+        """
         if self.has(index):
             return False
         expected = self.meta.chunk_length(index)
         if len(data) != expected:
             raise WireError(f"chunk {index} has {len(data)} bytes, expected {expected}")
-        offset = index * self.meta.chunk_size
-        if offset + expected > self.reserved:
-            self._reserve(offset + expected)
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view, offset = view[written:], offset + written
-        if index == self.contiguous:
-            self.contiguous += 1
-            while self.contiguous in self.ahead:
-                self.ahead.discard(self.contiguous)
-                self.contiguous += 1
-        else:
+        if index != self.contiguous:
+            self._write_at(index * self.meta.chunk_size, [data])
             self.ahead.add(index)
-        self._hash_prefix(data if index == self.hashed else None)
+            return True
+        if self._run and (index != self._run_start + len(self._run) or self._run_bytes >= WRITE_RUN_BYTES
+                          or len(self._run) >= WRITE_RUN_CHUNKS):
+            self.flush()  # raises before this chunk counts as taken: a retry starts clean
+        if not self._run:
+            self._run_start = index
+        self._run.append(data)
+        self._run_bytes += len(data)
+        self.contiguous += 1
+        while self.contiguous in self.ahead:
+            self.ahead.discard(self.contiguous)
+            self.contiguous += 1
+        self._hash_prefix(data)
         return True
+
+    def flush(self) -> None:
+        """Write the gathered run; on an error it stays gathered, to be written on a retry."""
+        if self._run:
+            self._write_at(self._run_start * self.meta.chunk_size, self._run)
+            self._run, self._run_bytes = [], 0
+
+    def _write_at(self, offset: int, buffers: list[bytes]) -> None:
+        left = sum(len(b) for b in buffers)
+        if offset + left > self.reserved:
+            self._reserve(offset + left)
+        pending: list[bytes | memoryview] = buffers
+        while (written := os.pwritev(self.fd, pending, offset)) < left:  # a short write: go on
+            offset, left = offset + written, left - written
+            pending = list(pending)
+            while written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            pending[0] = memoryview(pending[0])[written:]
 
     def _reserve(self, end: int) -> None:
         if end > self.reserved + PREALLOCATE_STEP:
@@ -158,10 +187,9 @@ class Assembly:
         preallocate(self.fd, self.reserved, step_end - self.reserved)
         self.reserved = step_end
 
-    def _hash_prefix(self, just_written: bytes | None) -> None:
-        if just_written is not None:
-            self._hash(just_written)
-            self.hashed += 1
+    def _hash_prefix(self, in_order: bytes) -> None:
+        self._hash(in_order)  # (the chunk at self.hashed: every earlier one is hashed already)
+        self.hashed += 1
         while self.hashed < self.contiguous:  # chunks that had arrived early: read them back
             length = self.meta.chunk_length(self.hashed)
             self._hash(os.pread(self.fd, length, self.hashed * self.meta.chunk_size))

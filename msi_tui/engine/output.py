@@ -70,7 +70,8 @@ class OutputFolder:
     def open_staged(self, upload_id: str) -> tuple[int, Path]:
         """Open (creating if needed) the staged file of an upload; returns fd and path."""
         with self._lock:
-            path = self._hidden_dir(STAGING) / f"{upload_id}.part"
+            staging = self.root / STAGING if self._open_staged else self._hidden_dir(STAGING)  # (checked when made)
+            path = staging / f"{upload_id}.part"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             # (0o644 less the umask: the published file is this very inode; the staging
             # folder itself is 0o700, so nobody reads a partial file.)

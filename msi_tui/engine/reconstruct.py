@@ -17,7 +17,9 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -68,6 +70,7 @@ class _Worker:
 
     decode: wire.Decoder
     hasher: HashPipe
+    touched: dict[str, Assembly] = field(default_factory=dict)  # by this batch, maybe with a run to write
 
 
 class Reconstructor:
@@ -79,7 +82,7 @@ class Reconstructor:
         self.sink = sink
         self.output_dir = settings.output_dir
         self.group_id = settings.group_id
-        self.stats = ReconstructStats(consumers=settings.n_threads)
+        self.stats = ReconstructStats(threads=settings.n_threads)
         self.output = OutputFolder(settings.output_dir, settings.on_conflict)
         self._lock = threading.Lock()
         self._assemblies: dict[str, Assembly] = {}
@@ -108,7 +111,7 @@ class Reconstructor:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the output folder, the broker and the topic, then start the consumers."""
+        """Check the output folder, the broker and the topic, then start consuming and the rebuilding threads."""
         try:
             self.output.prepare()
         except OSError as exc:
@@ -248,28 +251,42 @@ class Reconstructor:
         return self._owned.get(partition) == generation
 
     def _apply(self, worker: _Worker, partition: int, generation: int, records: list[Message]) -> None:
-        """Apply one partition's records in order, then have the safe offset stored."""
+        """Apply one partition's records in order, write what they left gathered, then have
+        the safe offset stored."""
+        worker.touched.clear()
         for msg in records:
-            while True:
-                if not self._owns(partition, generation):
-                    return  # revoked: the next owner replays from the committed offset
-                try:
-                    self._handle(msg, worker)
-                    break
-                except (OSError, UnsafePath) as exc:
-                    # The output side is in trouble (disk full, permissions): keep the record
-                    # and retry it; the other records wait behind it, fetching pauses.
-                    self._output_blocked(exc)
-                    if self._stop.wait(RETRY_AFTER_S):
-                        return
+            if not self._until_done(partial(self._handle, msg, worker), partition, generation):
+                return  # revoked (the next owner replays from the committed offset) or stopping
             if self._blocked_by:
                 self._output_unblocked()
+        if not self._until_done(partial(self._write_runs, worker), partition, generation):
+            return
         with self.stats.lock:
             self.stats.messages_read += len(records)
         with self._lock:
             if self._owns(partition, generation):
                 self._last_offset[partition] = records[-1].offset()
                 self._unstored.add(partition)  # the consumer thread stores it (see _consume_loop)
+
+    def _until_done(self, step: Callable[[], None], partition: int, generation: int) -> bool:
+        """Run one step of a batch. While the output side is in trouble (disk full,
+        permissions) retry it: the records behind it wait, fetching pauses. False when the
+        partition was revoked or the service stops first."""
+        while self._owns(partition, generation):
+            try:
+                step()
+                return True
+            except (OSError, UnsafePath) as exc:
+                self._output_blocked(exc)
+                if self._stop.wait(RETRY_AFTER_S):
+                    return False
+        return False
+
+    def _write_runs(self, worker: _Worker) -> None:
+        for uid, assembly in list(worker.touched.items()):
+            if self._assemblies.get(uid) is assembly:  # not finished, withdrawn or handed over
+                assembly.flush()
+            del worker.touched[uid]
 
     def _output_blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
@@ -457,6 +474,7 @@ class Reconstructor:
                 self._reject(msg, str(exc))
                 return
             if wrote:
+                worker.touched[uid] = assembly
                 with self.stats.lock:
                     self.stats.bytes_written += len(value)
                     self.stats.table.bump(uid)
@@ -473,8 +491,9 @@ class Reconstructor:
     def _finish(self, a: Assembly) -> None:
         """Verify and publish a complete upload, or quarantine it."""
         uid, path = a.meta.upload_id, a.meta.path
-        with self._lock:
-            del self._assemblies[uid]
+        # An OSError on the way (disk full) leaves the assembly registered: the retried
+        # record finds it complete and comes back here.
+        a.flush()
         problem = "" if a.verified() else "SHA-256 does not match what the uploader sent"
         if not problem:
             try:
@@ -499,6 +518,7 @@ class Reconstructor:
             elif published.path != path:
                 self.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
         with self._lock:
+            del self._assemblies[uid]
             self._finished_past_commit.setdefault(a.partition, {})[uid] = a.first_offset
             self._published[uid] = None
             if len(self._published) > RECENTLY_PUBLISHED:

@@ -57,7 +57,7 @@ class ReconstructSnapshot:
     files_quarantined: int
     records_rejected: int
     bytes_written: int
-    consumers: int
+    threads: int  # rebuilding threads
     lag: int | None
     connection: str = "unknown"  # connecting, connected, unreachable
     files: tuple[FileProgress, ...] = field(default_factory=tuple)
@@ -69,26 +69,31 @@ class FileTable:
 
     def __init__(self) -> None:
         self._rows: OrderedDict[str, dict] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # keys of finished rows, oldest first
 
     def put(self, key: str, **row: object) -> None:
         self._rows[key] = dict(row)
         self._rows.move_to_end(key)
-        self._trim()
+        self._finished.pop(key, None)
+        self._note_finished(key, row)
 
     def update(self, key: str, **changes: object) -> None:
         row = self._rows.get(key)
         if row is not None:
             row.update(changes)
+            self._note_finished(key, changes)
 
     def bump(self, key: str, done: int = 1) -> None:
         row = self._rows.get(key)
         if row is not None:
             row["chunks_done"] += done
 
-    def _trim(self) -> None:
-        finished = [k for k, r in self._rows.items() if r.get("finished") is not None]
-        for key in finished[: max(0, len(finished) - RECENT_FILES)]:
-            del self._rows[key]
+    def _note_finished(self, key: str, fields: dict) -> None:
+        if fields.get("finished") is None:
+            return
+        self._finished[key] = None
+        if len(self._finished) > RECENT_FILES:
+            del self._rows[self._finished.popitem(last=False)[0]]
 
     def frozen(self) -> tuple[FileProgress, ...]:
         return tuple(FileProgress(**row) for row in self._rows.values())
@@ -131,10 +136,10 @@ class UploadStats:
 class ReconstructStats:
     """Reconstruct counters; every method is thread safe."""
 
-    def __init__(self, consumers: int) -> None:
+    def __init__(self, threads: int) -> None:
         self.lock = threading.Lock()
         self.state = "starting"
-        self.consumers = consumers
+        self.threads = threads
         self.messages_read = 0
         self.files_completed = 0
         self.files_quarantined = 0
@@ -154,7 +159,7 @@ class ReconstructStats:
                 files_quarantined=self.files_quarantined,
                 records_rejected=self.records_rejected,
                 bytes_written=self.bytes_written,
-                consumers=self.consumers,
+                threads=self.threads,
                 lag=self.lag,
                 connection=self.connection,
                 files=self.table.frozen(),

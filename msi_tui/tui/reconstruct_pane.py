@@ -28,7 +28,7 @@ def reconstruct_summary(snap: ReconstructSnapshot) -> Text:
 
 
 class ReconstructPane(ServicePane):
-    """Output folder, group, consumers, counts, throughput with sparkline, lag, files."""
+    """Output folder, group, rebuilding threads, counts, throughput with sparkline, lag, files."""
 
     title = "Reconstruct"
 
@@ -39,10 +39,10 @@ class ReconstructPane(ServicePane):
         yield from self.compose_rate_row()
         yield FilesTable(state_labels=STATE_LABELS, id="reconstruct-files")
 
-    def show_where(self, output_dir: Path, group_id: str, consumers: int | None = None) -> None:
+    def show_where(self, output_dir: Path, group_id: str, threads: int | None = None) -> None:
         text = Text.assemble(("output ", "dim"), str(output_dir), ("  group ", "dim"), group_id)
-        if consumers is not None:
-            text.append_text(Text.assemble(("  consumers ", "dim"), str(consumers)))
+        if threads is not None:
+            text.append_text(Text.assemble(("  threads ", "dim"), str(threads)))
         self.query_one("#reconstruct-where", Line).set(text)
 
     def show_absent(self) -> None:
@@ -54,7 +54,7 @@ class ReconstructPane(ServicePane):
 
     def show(self, snap: ReconstructSnapshot, output_dir: Path, group_id: str) -> None:
         """Redraw from one snapshot (called by the app's refresh timer)."""
-        self.show_where(output_dir, group_id, snap.consumers)
+        self.show_where(output_dir, group_id, snap.threads)
         self.query_one("#reconstruct-summary", Line).set(reconstruct_summary(snap))
         lag = Text.assemble(("lag ", "dim"), (count(snap.lag), "bold"))
         self.show_rate(snap.bytes_written, snap.taken_at, lag)
