@@ -125,6 +125,11 @@ class Assembly:
         m = self.meta
         return (m.path, m.size, m.chunk_size, m.count) == (meta.path, meta.size, meta.chunk_size, meta.count)
 
+    @property
+    def received(self) -> int:
+        """Chunks taken so far."""
+        return self.contiguous + len(self.ahead)
+
     def has(self, index: int) -> bool:
         return index < self.contiguous or index in self.ahead
 

@@ -64,13 +64,16 @@ class ReconstructSettings:
             raise OperatorError(f"the number of threads must be at least 1 (got {self.n_threads})")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Worker:
     """What one rebuilding thread keeps to itself."""
 
     decode: wire.Decoder
     hasher: HashPipe
-    touched: dict[str, Assembly] = field(default_factory=dict)  # by this batch, maybe with a run to write
+    # Uploads the current batch wrote to (a run may wait to be written) and the bytes it
+    # wrote: the counters shown are brought up to date once a batch, not once a chunk.
+    touched: dict[str, Assembly] = field(default_factory=dict)
+    written: int = 0
 
 
 class Reconstructor:
@@ -254,6 +257,7 @@ class Reconstructor:
         """Apply one partition's records in order, write what they left gathered, then have
         the safe offset stored."""
         worker.touched.clear()
+        worker.written = 0
         for msg in records:
             if not self._until_done(partial(self._handle, msg, worker), partition, generation):
                 return  # revoked (the next owner replays from the committed offset) or stopping
@@ -263,6 +267,9 @@ class Reconstructor:
             return
         with self.stats.lock:
             self.stats.messages_read += len(records)
+            self.stats.bytes_written += worker.written
+            for uid, assembly in worker.touched.items():
+                self.stats.table.update(uid, chunks_done=assembly.received)
         with self._lock:
             if self._owns(partition, generation):
                 self._last_offset[partition] = records[-1].offset()
@@ -283,10 +290,9 @@ class Reconstructor:
         return False
 
     def _write_runs(self, worker: _Worker) -> None:
-        for uid, assembly in list(worker.touched.items()):
+        for uid, assembly in worker.touched.items():
             if self._assemblies.get(uid) is assembly:  # not finished, withdrawn or handed over
                 assembly.flush()
-            del worker.touched[uid]
 
     def _output_blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
@@ -447,8 +453,7 @@ class Reconstructor:
             self._reject(msg, f"{meta.kind} record carries data")
             return
         uid = meta.upload_id
-        with self._lock:
-            assembly = self._assemblies.get(uid)
+        assembly = self._assemblies.get(uid)  # (no lock: only this thread changes its partitions' entries while it holds a batch)
         if assembly is None:
             if meta.kind != "chunk" or uid in self._published or (self._journal and self._journal.seen(uid)):
                 return  # a replay of a finished upload, or a withdrawn one we never started
@@ -475,9 +480,7 @@ class Reconstructor:
                 return
             if wrote:
                 worker.touched[uid] = assembly
-                with self.stats.lock:
-                    self.stats.bytes_written += len(value)
-                    self.stats.table.bump(uid)
+                worker.written += len(value)
         if assembly.complete:
             self._finish(assembly)
 

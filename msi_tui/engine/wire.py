@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 VERSION = 1
 MAGIC = b"msi-tui"
@@ -33,9 +32,9 @@ class WireError(ValueError):
     """A record that is not a valid msi-tui record of a version this reader knows."""
 
 
-@dataclass(frozen=True, slots=True)
-class RecordMeta:
-    """Everything a record says about itself except the chunk bytes."""
+class RecordMeta(NamedTuple):
+    """Everything a record says about itself except the chunk bytes. (A named tuple: one
+    is made per record, and a frozen dataclass costs several times more to make.)"""
 
     kind: Kind
     upload_id: str
