@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from msi_tui.engine import wire
+from msi_tui.engine.digest import new_hasher
 from msi_tui.engine.events import Event
 
 DEFAULT_TIMEOUT = 120.0
@@ -81,6 +82,13 @@ class Background:
             self.proc.kill()
             self.proc.wait(30)
         self._log.close()
+
+
+def digest_of(data: bytes, algorithm: str = "blake3") -> str:
+    """The digest an end record of `algorithm`'s format version carries for `data`."""
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def digest(path: Path) -> str:
@@ -158,7 +166,7 @@ def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, 
     common = wire.file_headers(uid, path, len(data), chunk)
     for i in range(wire.chunk_count(len(data), chunk)):
         producer.produce(topic, data[i * chunk:(i + 1) * chunk], uid, headers=wire.chunk_headers(common, i))
-    producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or hashlib.sha256(data).hexdigest()))
+    producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or digest_of(data)))
     return uid
 
 

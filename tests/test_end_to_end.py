@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from msi_tui.engine.wire import chunk_count
-from tests.helpers import Background, make_sample_tree, tree, wait_until, write_random
+from tests.helpers import Background, cli, make_sample_tree, tree, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
 
@@ -59,6 +59,20 @@ def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str,
     assert "Traceback" not in up.output() + rec.output()
     partitions = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic).topics[topic].partitions
     assert len(partitions) >= 4
+
+
+def test_both_digests_arrive_through_the_cli(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    """BLAKE3 (format 2, the default) and --digest sha256 (format 1) uploads on one topic."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    for name, extra in (("b3.bin", []), ("sha.bin", ["--digest", "sha256"])):
+        write_random(src / name, 300_000 + 17, seed=len(name))
+        sent = cli("upload-file", str(src / name), "--bootstrap", kafka_bootstrap, "--topic", topic,
+                   "--partitions", "4", *extra)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+    with Background(*reconstruct_args(kafka_bootstrap, topic, out), log=tmp_path / "r.log") as rec:
+        wait_until(lambda: out.is_dir() and tree(out, hidden=False) == tree(src), "both files rebuilt")
+        assert rec.quit() == 0
+    assert "quarantined" not in rec.output() and "Traceback" not in rec.output()
 
 
 def test_two_reconstructors_share_the_work_exactly_once(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:

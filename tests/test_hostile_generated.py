@@ -18,7 +18,7 @@ from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import discard
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage
+from tests.helpers import FakeMessage, digest_of
 
 
 IDS = [uuid.uuid4().hex for _ in range(3)]
@@ -39,6 +39,7 @@ header_values = {
     "msi.count": numbers.map(lambda n: str(n).encode()),
     "msi.index": st.one_of(numbers.map(lambda n: str(n).encode()), st.just(b"x")),
     "msi.sha256": st.sampled_from([b"0" * 64, hashlib.sha256(b"").hexdigest().encode(), b"nothex"]),
+    "msi.blake3": st.sampled_from([b"0" * 64, digest_of(b"").encode(), b"nothex"]),
 }
 records = st.lists(
     st.tuples(
@@ -96,7 +97,7 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     uid = uuid.uuid4().hex
     common = wire.file_headers(uid, "d/ok.bin", len(data), 1024)
     msgs = [FakeMessage(data[i * 1024:(i + 1) * 1024], wire.chunk_headers(common, i), i) for i in range(5)]
-    msgs.append(FakeMessage(b"", wire.end_headers(common, hashlib.sha256(data).hexdigest()), 5))
+    msgs.append(FakeMessage(b"", wire.end_headers(common, digest_of(data)), 5))
     for m in reversed(msgs[:-1]):  # out of order: hashing must catch up from disk
         service._handle(m, worker)
     service._handle(msgs[-1], worker)

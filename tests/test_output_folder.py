@@ -19,7 +19,7 @@ def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, 
 
 def publish(folder: OutputFolder, data: bytes, relpath: str):  # noqa: ANN201
     fd, path, digest = stage(folder, data)
-    return folder.publish(fd, path, relpath, digest)
+    return folder.publish(fd, path, relpath, digest, "sha256")
 
 
 @pytest.fixture

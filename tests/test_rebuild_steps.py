@@ -4,7 +4,6 @@ offset moves, and a file whose publishing fails on a full disk retried, never dr
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -18,18 +17,18 @@ from msi_tui.engine import reconstruct as reconstruct_module
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.config import ClusterConfig
-from msi_tui.engine.events import FileReconstructed, Notice
+from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, Recorder
+from tests.helpers import FakeMessage, Recorder, digest_of
 
 CHUNK = 1024
 
 
-def file_records(data: bytes, path: str = "f.bin") -> list[FakeMessage]:
-    common = wire.file_headers(uuid.uuid4().hex, path, len(data), CHUNK)
+def file_records(data: bytes, path: str = "f.bin", algorithm: str = "blake3") -> list[FakeMessage]:
+    common = wire.file_headers(uuid.uuid4().hex, path, len(data), CHUNK, algorithm)  # type: ignore[arg-type]
     count = wire.chunk_count(len(data), CHUNK)
     msgs = [FakeMessage(data[i * CHUNK:(i + 1) * CHUNK], wire.chunk_headers(common, i), i) for i in range(count)]
-    return [*msgs, FakeMessage(b"", wire.end_headers(common, hashlib.sha256(data).hexdigest()), count)]
+    return [*msgs, FakeMessage(b"", wire.end_headers(common, digest_of(data, algorithm)), count)]
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
                                                           data: st.DataObject) -> None:
     content = os.urandom(size)
     common = wire.file_headers(uuid.uuid4().hex, "f.bin", size, CHUNK)
-    meta = wire.decode(wire.end_headers(common, hashlib.sha256(content).hexdigest()), 1 << 20)
+    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 20)
     count = meta.count
     order = data.draw(st.permutations(range(count)))
     replays = data.draw(st.lists(st.integers(0, max(0, count - 1)), max_size=5)) if count else []
@@ -62,7 +61,7 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
             a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
             if step in flushes:
                 a.flush()
-        a.expected_sha256 = meta.sha256
+        a.expected_digest = meta.digest
         a.flush()
         assert a.complete and a.verified()
         assert path.read_bytes() == content
@@ -124,3 +123,16 @@ def test_publishing_on_a_full_disk_is_retried_and_the_file_still_arrives(
     assert [e.path for e in service.sink.of(FileReconstructed)] == ["f.bin"]
     assert not service._assemblies
     assert service._safe_offset(0) == len(msgs)
+
+
+@pytest.mark.parametrize(("algorithm", "name"), [("blake3", "BLAKE3"), ("sha256", "SHA-256")])
+def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str) -> None:
+    data = os.urandom(3 * CHUNK + 5)
+    good = file_records(data, "good.bin", algorithm)
+    bad = file_records(data, "bad.bin", algorithm)
+    bad[1] = FakeMessage(bytes(CHUNK), bad[1].headers(), 1)  # a chunk that changed on the way
+    service._apply(service._new_worker(), 0, 1, good + bad)
+    assert (service.output_dir / "good.bin").read_bytes() == data
+    assert not (service.output_dir / "bad.bin").exists()
+    [quarantined] = service.sink.of(FileQuarantined)
+    assert quarantined.reason == f"{name} does not match what the uploader sent"

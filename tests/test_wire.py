@@ -30,9 +30,19 @@ def test_an_empty_file_has_one_empty_chunk() -> None:
     assert meta.chunk_length(0) == 0
 
 
-def test_end_record_carries_the_digest() -> None:
-    end = wire.end_headers(wire.file_headers(UID, "x", 5, 16384), "ab" * 32)
-    assert wire.decode(end, LIMIT).sha256 == "ab" * 32
+@pytest.mark.parametrize(("algorithm", "version", "header"), [("blake3", b"2", "msi.blake3"), ("sha256", b"1", "msi.sha256")])
+def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: str, version: bytes, header: str) -> None:
+    common = wire.file_headers(UID, "x", 5, 16384, algorithm)  # type: ignore[arg-type]
+    assert dict(common)["msi.v"] == version
+    end = wire.end_headers(common, "ab" * 32)
+    assert dict(end)[header] == b"ab" * 32
+    meta = wire.decode(end, LIMIT)
+    assert (meta.digest, meta.algorithm) == ("ab" * 32, algorithm)
+    assert wire.decode(wire.chunk_headers(common, 0), LIMIT).algorithm == algorithm  # known from the first chunk
+    other = "msi.sha256" if header == "msi.blake3" else "msi.blake3"
+    swapped = [(other if name == header else name, value) for name, value in end]
+    with pytest.raises(wire.WireError, match=f"bad or missing {header}"):
+        wire.decode(swapped, LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +50,7 @@ def test_end_record_carries_the_digest() -> None:
     [
         (None, "no headers"),
         ([("foo", b"bar")], "not an msi-tui record"),
-        (headers(**{"msi.v": b"2"}), "version '2' is not known"),
+        (headers(**{"msi.v": b"3"}), "version '3' is not known to this reader .knows 1 and 2."),
         (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
         (headers(**{"msi.id": b"../../x"}), "bad upload id"),
         (headers(**{"msi.index": b"3"}), "out of range"),

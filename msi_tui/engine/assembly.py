@@ -3,7 +3,7 @@
 Memory stays bounded whatever the file size: chunk bytes go straight to the staged file,
 and what was received is a contiguous prefix count plus the (normally empty) set of chunks
 that arrived ahead of it. Chunks of one upload arrive in order within their partition, so
-the SHA-256 is computed as they come and verification needs no second read. The hashing
+the digest is computed as they come and verification needs no second read. The hashing
 itself can run on a HashPipe, a thread of its own, so it overlaps with the writing.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msi_tui.engine.digest import Hasher, new_hasher
 from msi_tui.engine.wire import RecordMeta, WireError
 
 # Disk space is reserved ahead of the writes in steps: writing into reserved blocks costs
@@ -55,18 +55,18 @@ WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV
 
 class HashPipe:
     """A thread hashing what it is handed, in order, on another core than the thread that
-    writes the chunks (hashlib lets go of the GIL for buffers over 2 KiB). At most
+    writes the chunks (both digests let go of the GIL while they hash). At most
     `max_bytes` wait in it: a feeder that gets ahead waits."""
 
     def __init__(self, name: str, max_bytes: int = 4 << 20) -> None:
         self._cv = threading.Condition()
-        self._items: deque[tuple["hashlib._Hash", list[bytes], int]] = deque()
+        self._items: deque[tuple[Hasher, list[bytes], int]] = deque()
         self._queued = 0  # bytes waiting or being hashed
         self._max = max_bytes
         self._closed = False
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
-    def feed(self, digest: "hashlib._Hash", chunks: list[bytes], size: int) -> None:
+    def feed(self, digest: Hasher, chunks: list[bytes], size: int) -> None:
         with self._cv:
             self._cv.wait_for(lambda: self._queued < self._max)
             self._items.append((digest, chunks, size))
@@ -111,19 +111,23 @@ class Assembly:
     hashed: int = 0
     reserved: int = 0  # bytes of the staged file preallocated so far
     hasher: HashPipe | None = None  # None: hash on the calling thread
-    expected_sha256: str = ""
+    expected_digest: str = ""  # from the end record, once it is in
     started: float = field(default_factory=time.monotonic)
-    _digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _digest: Hasher = field(init=False)
     _unhashed: list[bytes] = field(default_factory=list)  # in order, not yet fed to the hasher
     _unhashed_bytes: int = 0
     _run: list[bytes] = field(default_factory=list)  # in-order chunks taken, not yet written
     _run_start: int = 0  # index of the run's first chunk
     _run_bytes: int = 0
 
+    def __post_init__(self) -> None:
+        self._digest = new_hasher(self.meta.algorithm)
+
     def matches(self, meta: RecordMeta) -> bool:
         """A later record must describe the same file as the first one did."""
         m = self.meta
-        return (m.path, m.size, m.chunk_size, m.count) == (meta.path, meta.size, meta.chunk_size, meta.count)
+        return (m.path, m.size, m.chunk_size, m.count, m.algorithm) == (
+            meta.path, meta.size, meta.chunk_size, meta.count, meta.algorithm)
 
     @property
     def received(self) -> int:
@@ -216,11 +220,11 @@ class Assembly:
 
     @property
     def complete(self) -> bool:
-        return self.contiguous == self.meta.count and bool(self.expected_sha256)
+        return self.contiguous == self.meta.count and bool(self.expected_digest)
 
     def verified(self) -> bool:
         """True when the staged bytes hash to the digest the uploader sent."""
         if self.hasher is not None:
             self._feed()
             self.hasher.drain()
-        return self._digest.hexdigest() == self.expected_sha256
+        return self._digest.hexdigest() == self.expected_digest

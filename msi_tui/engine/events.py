@@ -73,7 +73,7 @@ class FileChangedDuringUpload(Event):
 
 @dataclass(frozen=True)
 class FileReconstructed(Event):
-    """A file is complete, verified against its SHA-256, and published under `path`."""
+    """A file is complete, verified against the uploader's digest, and published under `path`."""
 
     path: str
     size: int

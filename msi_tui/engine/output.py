@@ -12,12 +12,13 @@ that name and the new one takes the name.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from msi_tui.engine.digest import new_hasher
 
 STAGING = ".msi-tui-staging"
 QUARANTINE = ".msi-tui-quarantine"
@@ -96,7 +97,7 @@ class OutputFolder:
                 except OSError:
                     pass  # something else is in there (an earlier run's leftovers): keep it
 
-    def publish(self, fd: int, staged: Path, relpath: str, sha256: str) -> Published:
+    def publish(self, fd: int, staged: Path, relpath: str, digest: str, algorithm: str) -> Published:
         """Give the verified staged file its final name.
 
         Never replaces a file silently: an identical file already there makes this a
@@ -113,7 +114,7 @@ class OutputFolder:
                 try:
                     os.link(staged, candidate, dst_dir_fd=dir_fd, follow_symlinks=False)
                 except FileExistsError:
-                    if _same_content(dir_fd, candidate, sha256):
+                    if _same_content(dir_fd, candidate, digest, algorithm):
                         self.discard_staged(fd, staged)
                         return Published(_join(folder, candidate), duplicate=True)
                     if attempt == 1 and self.on_conflict == "rename-old":
@@ -180,13 +181,13 @@ def _join(dirs: tuple[str, ...], name: str) -> str:
     return "/".join((*dirs, name))
 
 
-def _same_content(dir_fd: int, name: str, sha256: str) -> bool:
+def _same_content(dir_fd: int, name: str, digest: str, algorithm: str) -> bool:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError:
         return False
-    digest = hashlib.sha256()
+    hasher = new_hasher(algorithm)
     with os.fdopen(fd, "rb") as f:
         while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest() == sha256
+            hasher.update(block)
+    return hasher.hexdigest() == digest

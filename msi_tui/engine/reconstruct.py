@@ -24,7 +24,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from msi_tui.engine import wire
+from msi_tui.engine import digest, wire
 from msi_tui.engine.assembly import Assembly, HashPipe
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
@@ -471,7 +471,7 @@ class Reconstructor:
             self._drop(assembly, "withdrawn")
             return
         if meta.kind == "end":
-            assembly.expected_sha256 = meta.sha256
+            assembly.expected_digest = meta.digest
         else:
             try:
                 wrote = assembly.write(meta.index, value)
@@ -497,10 +497,10 @@ class Reconstructor:
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
         a.flush()
-        problem = "" if a.verified() else "SHA-256 does not match what the uploader sent"
+        problem = "" if a.verified() else f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
         if not problem:
             try:
-                published = self.output.publish(a.fd, a.staged, path, a.expected_sha256)
+                published = self.output.publish(a.fd, a.staged, path, a.expected_digest, a.meta.algorithm)
             except UnsafePath as exc:
                 problem = str(exc)
         if problem:

@@ -1,7 +1,7 @@
 """Files to chunks to one shared Producer, with every delivery accounted for.
 
 Each of `n_threads` upload threads takes one file at a time and reads it once, in order:
-every chunk is hashed and handed to librdkafka as it is read, so the whole-file SHA-256
+every chunk is hashed and handed to librdkafka as it is read, so the whole-file digest
 comes for free and goes out in the closing `end` record. librdkafka's own threads do the
 network I/O for all files at once; `produce()` only copies into its queue, whose bound (the
 seed's queue_max_size) is the backpressure: a full queue raises BufferError, and we serve
@@ -10,7 +10,6 @@ delivery reports and retry, never drop.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import threading
@@ -24,6 +23,8 @@ from confluent_kafka import KafkaError, Producer
 
 from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
+from msi_tui.engine.digest import Algorithm, new_hasher
 from msi_tui.engine.events import (
     FileChangedDuringUpload,
     FileQueued,
@@ -55,6 +56,7 @@ class UploadSettings:
     use_polling: bool = False
     quiet_seconds: float = 3.0
     use_registry: bool = True
+    digest: Algorithm = DEFAULT_DIGEST
 
     def __post_init__(self) -> None:
         if not wire.is_power_of_two(self.chunk_size):
@@ -67,6 +69,7 @@ class UploadSettings:
 
 REPORT_EVERY = 16  # chunks per delivery report (see _Delivery)
 PRODUCED_REPORT_EVERY = 64  # chunks between updates of the shared produced-chunks counter
+READ_BLOCK = 1 << 20  # bytes read and hashed at a time; chunks are produced as slices of it
 MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
 
 
@@ -311,7 +314,7 @@ class Uploader:
         st = os.fstat(f.fileno())
         size, mtime_ns, cs = st.st_size, st.st_mtime_ns, self.settings.chunk_size
         upload_id = uuid.uuid4().hex
-        common = wire.file_headers(upload_id, job.relpath, size, cs)
+        common = wire.file_headers(upload_id, job.relpath, size, cs, self.settings.digest)
         chunks = wire.chunk_count(size, cs)
         delivery = _Delivery(self, job, upload_id, size, mtime_ns, chunks)
         with self.stats.lock:
@@ -322,7 +325,9 @@ class Uploader:
             self._registry.mark(job.relpath, size, mtime_ns, upload_id, cs, "sending")
         self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
         key = upload_id.encode()
-        digest = hashlib.sha256()
+        digest = new_hasher(self.settings.digest)
+        per_block = max(1, READ_BLOCK // cs)
+        block, block_start = b"", -per_block  # the bytes read ahead, and the chunk index they start at
         for index in range(chunks):
             if not self._resume.is_set():
                 while not self._resume.wait(0.2):
@@ -330,11 +335,17 @@ class Uploader:
             if self._stop_new.is_set():
                 self._withdraw(job, delivery, common, key, changed=False)
                 return
-            data = f.read(cs)
-            if len(data) != (cs if index < chunks - 1 else size - cs * (chunks - 1)):
-                self._withdraw(job, delivery, common, key, changed=True)
-                return
-            digest.update(data)
+            if index == block_start + per_block:
+                # One read and one hash update per block rather than per chunk: each is a
+                # system call or a release of the GIL that has to be won back.
+                block_start, want = index, min(per_block * cs, size - index * cs)
+                block = f.read(want)
+                if len(block) != want:
+                    self._withdraw(job, delivery, common, key, changed=True)
+                    return
+                digest.update(block)
+            at = (index - block_start) * cs
+            data = block if per_block == 1 else block[at:at + cs]
             if not self._produce(data, key, wire.chunk_headers(common, index), delivery.reporter(index)):
                 return
             if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:

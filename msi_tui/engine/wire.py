@@ -1,10 +1,12 @@
-"""The record format on the topic (version 1); docs/record-format.md describes it.
+"""The record format on the topic (versions 1 and 2); docs/record-format.md describes it.
 
 Every record of one upload has the upload id as its key, so all of a file's records land in
 one partition and meet in one consumer. Metadata travels in headers; the value is the raw
-chunk bytes. After the last chunk the uploader sends an `end` record carrying the SHA-256 of
+chunk bytes. After the last chunk the uploader sends an `end` record carrying the digest of
 the whole file (computed while reading, so each byte is read once), or an `abort` record
-when the file changed underneath and the upload is withdrawn.
+when the file changed underneath and the upload is withdrawn. The two versions differ only
+in that digest: SHA-256 in version 1, BLAKE3 in version 2. The version is in every record,
+so a reader knows from the first chunk which digest to compute.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import re
 import unicodedata
 from typing import Literal, NamedTuple, Sequence
 
-VERSION = 1
+from msi_tui.engine.digest import DEFAULT, Algorithm
+
+# Version -> (digest algorithm, header of the end record carrying it)
+VERSIONS: dict[bytes, tuple[Algorithm, str]] = {b"1": ("sha256", "msi.sha256"), b"2": ("blake3", "msi.blake3")}
+_VERSION_OF: dict[str, bytes] = {algorithm: v for v, (algorithm, _h) in VERSIONS.items()}
 MAGIC = b"msi-tui"
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
@@ -43,7 +49,8 @@ class RecordMeta(NamedTuple):
     chunk_size: int
     count: int
     index: int = 0
-    sha256: str = ""
+    digest: str = ""  # end records: the whole file's digest, hex
+    algorithm: Algorithm = DEFAULT  # which digest the upload carries (from its format version)
 
     def chunk_length(self, index: int) -> int:
         """The exact byte length chunk `index` must have."""
@@ -61,11 +68,11 @@ def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def file_headers(upload_id: str, path: str, size: int, chunk_size: int) -> Headers:
+def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorithm: Algorithm = DEFAULT) -> Headers:
     """The headers shared by every record of one upload (built once per file)."""
     return [
         ("msi", MAGIC),
-        ("msi.v", b"1"),
+        ("msi.v", _VERSION_OF[algorithm]),
         ("msi.id", upload_id.encode()),
         ("msi.path", path.encode("utf-8")),
         ("msi.size", str(size).encode()),
@@ -78,8 +85,9 @@ def chunk_headers(common: Headers, index: int) -> Headers:
     return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
 
 
-def end_headers(common: Headers, sha256_hex: str) -> Headers:
-    return common + [("msi.kind", b"end"), ("msi.sha256", sha256_hex.encode())]
+def end_headers(common: Headers, digest_hex: str) -> Headers:
+    """The closing record's headers; the digest is the one `common`'s version names."""
+    return common + [("msi.kind", b"end"), (VERSIONS[dict(common)["msi.v"]][1], digest_hex.encode())]
 
 
 def abort_headers(common: Headers) -> Headers:
@@ -115,9 +123,10 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     if fields.get("msi") != MAGIC:
         raise WireError("not an msi-tui record")
     version = fields.get("msi.v", b"")
-    if version != b"1":
+    if version not in VERSIONS:
         shown = version[:16].decode("ascii", "replace")
-        raise WireError(f"record format version {shown!r} is not known to this reader (knows 1)")
+        raise WireError(f"record format version {shown!r} is not known to this reader (knows 1 and 2)")
+    algorithm, digest_header = VERSIONS[version]
     kind = fields.get("msi.kind", b"").decode("ascii", "replace")
     if kind not in _KINDS:
         raise WireError(f"unknown record kind {kind[:16]!r}")
@@ -140,10 +149,10 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
         if index >= count:
             raise WireError(f"chunk index {index} out of range (count {count})")
     elif kind == "end":
-        digest = fields.get("msi.sha256", b"").decode("ascii", "replace")
+        digest = fields.get(digest_header, b"").decode("ascii", "replace")
         if not _HEX_DIGEST.fullmatch(digest):
-            raise WireError("bad or missing SHA-256 in end record")
-    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest)  # type: ignore[arg-type]
+            raise WireError(f"bad or missing {digest_header} in end record")
+    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4096)  # every record of an upload repeats its path
@@ -197,7 +206,8 @@ class Decoder:
                 if raw is not None and _is_count(raw):
                     index, m = int(raw), known[1]
                     if index < m.count:
-                        return RecordMeta("chunk", m.upload_id, m.path, m.size, m.chunk_size, m.count, index)
+                        return RecordMeta("chunk", m.upload_id, m.path, m.size, m.chunk_size, m.count, index, "",
+                                          m.algorithm)
         meta = decode(headers, self.max_size)
         if meta.kind == "chunk" and len(headers) == 9 and headers[8][0] == "msi.index":  # type: ignore[arg-type]
             if len(self._known) >= self.KNOWN:

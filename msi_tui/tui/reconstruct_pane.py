@@ -12,7 +12,7 @@ from msi_tui.tui.files_table import FilesTable
 from msi_tui.tui.formatting import count, summary_line
 from msi_tui.tui.pane import Line, ServicePane
 
-# A reconstructed file is only "done" after its SHA-256 matched: say so in the table.
+# A reconstructed file is only "done" after its digest matched: say so in the table.
 STATE_LABELS = {"done": "verified"}
 
 
