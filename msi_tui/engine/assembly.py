@@ -10,7 +10,6 @@ itself can run on a HashPipe, a thread of its own, so it overlaps with the writi
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -28,7 +27,7 @@ from msi_tui.engine.wire import RecordMeta, WireError
 # left to wait for and dirty pages do not pile up in memory.
 PREALLOCATE_STEP = 64 << 20
 _SYNC_FILE_RANGE_WRITE = 2  # start writeback, do not wait for it
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded, libc among them (no ldconfig run)
 _fallocate = getattr(_libc, "fallocate", None)  # both Linux only: elsewhere blocks are
 _sync_file_range = getattr(_libc, "sync_file_range", None)  # allocated and flushed as written
 if _fallocate is not None:  # (fd, mode, offset, length)

@@ -133,6 +133,7 @@ class FolderWatcher:
 
     def _run(self) -> None:
         self._scan()
+        self._release_ready()  # files that were already complete go at once, not after a tick
         next_scan = time.monotonic() + self.rescan_seconds
         while not self._stop.is_set():
             deadline = time.monotonic() + TICK_S
