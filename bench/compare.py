@@ -4,6 +4,8 @@
 Everything runs in one process tree, on one broker, in one run, so the ratios compare like
 with like. Every program under test runs as its own subprocess (startup included in its
 time) while its /proc status is sampled for peak RSS (helpers from roundtrip_memory.py).
+Before the first measurement a consumer group joins and 512 MiB go through a throwaway
+topic, so the broker's start-up costs (offsets topic, JIT) land on no tool.
 
     python bench/compare.py                         # the issue's sizes (long: ~1 h on 2 cores)
     python bench/compare.py --size-mib 256 --files 200 --big-gib 1
@@ -475,6 +477,38 @@ def warm_up_groups(bootstrap: str) -> None:
     consumer.close()
 
 
+def warm_up_broker(bootstrap: str, mib: int = 512) -> None:
+    """Send `mib` MiB through a throwaway topic and read it back: a fresh broker's JVM runs
+    its produce and fetch paths interpreted until the JIT has seen them, and that slowness
+    must not land on whichever tool is measured first (msi-tui, in every cell)."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"bench-warm-up-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=5)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "batch.size": 1 << 20})
+    sent = 0
+    for i in range(mib * 2):  # half in 16 KiB records, half in 512 KiB ones
+        size = 16384 if i % 2 else 524288
+        for _ in range((512 << 10) // size):
+            while True:
+                try:
+                    producer.produce(topic, os.urandom(16) * (size // 16), str(sent % 50).encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+    producer.flush(120)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    seen, deadline = 0, time.monotonic() + 120
+    while seen < sent and time.monotonic() < deadline:
+        seen += sum(1 for m in consumer.consume(500, 0.5) if m.error() is None)
+    consumer.close()
+    admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
+
+
 def bare_consume(bootstrap: str, topic: str, group: str, records: int) -> int:
     """Read `records` records in consume() batches and discard them: the reconstruct ceiling."""
     from confluent_kafka import Consumer
@@ -585,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
                 broker_sampler.start()
         bench = Bench(args, run_dir, bootstrap)
         warm_up_groups(bootstrap)
+        # In a child: the memory it takes would otherwise count in every later child's peak
+        # RSS (Linux carries the forking parent's high-water mark through exec into ru_maxrss).
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "_warm-up", bootstrap], check=True)
         if not args.skip_oms:
             bench.setup_oms()
         tools = [MSI, BARE] + ([OMS] if bench.with_oms else [])
@@ -749,6 +786,8 @@ def _msi_version() -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bare-produce":
         sys.exit(bare_produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "_warm-up":
+        sys.exit(warm_up_broker(sys.argv[2]))
     if len(sys.argv) > 1 and sys.argv[1] == "_bare-consume":
         sys.exit(bare_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
     sys.exit(main())
