@@ -114,7 +114,8 @@ class Reconstructor:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the output folder, the broker and the topic, then start consuming and the rebuilding threads."""
+        """Check the output folder, the broker and the topic, then start the consumer and
+        the rebuilding threads."""
         try:
             self.output.prepare()
         except OSError as exc:
@@ -453,7 +454,8 @@ class Reconstructor:
             self._reject(msg, f"{meta.kind} record carries data")
             return
         uid = meta.upload_id
-        assembly = self._assemblies.get(uid)  # (no lock: only this thread changes its partitions' entries while it holds a batch)
+        # No lock: only this thread changes its partitions' entries while it holds a batch.
+        assembly = self._assemblies.get(uid)
         if assembly is None:
             if meta.kind != "chunk" or uid in self._published or (self._journal and self._journal.seen(uid)):
                 return  # a replay of a finished upload, or a withdrawn one we never started
