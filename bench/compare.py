@@ -463,24 +463,11 @@ def bare_produce(bootstrap: str, topic: str, cs: int, src: str) -> int:
     return 0
 
 
-def warm_up_groups(bootstrap: str) -> None:
-    """Join and leave a throwaway group: a fresh broker creates its offsets topic on the
-    first group, and that wait must not land on whichever tool happens to run first."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex[:6]}",
-                         "allow.auto.create.topics": True})
-    consumer.subscribe(["bench-warm-up"])
-    deadline = time.monotonic() + 60
-    while not consumer.assignment() and time.monotonic() < deadline:
-        consumer.poll(0.2)
-    consumer.close()
-
-
 def warm_up_broker(bootstrap: str, mib: int = 512) -> None:
-    """Send `mib` MiB through a throwaway topic and read it back: a fresh broker's JVM runs
-    its produce and fetch paths interpreted until the JIT has seen them, and that slowness
-    must not land on whichever tool is measured first (msi-tui, in every cell)."""
+    """Send `mib` MiB through a throwaway topic and read it back in a throwaway group. A fresh
+    broker creates its offsets topic on the first group, and its JVM runs the produce and
+    fetch paths interpreted until the JIT has seen them: neither wait may land on whichever
+    tool is measured first (msi-tui, in every cell)."""
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -618,7 +605,6 @@ def main(argv: list[str] | None = None) -> int:
                 broker_sampler = MemSampler(pid, 1.0)
                 broker_sampler.start()
         bench = Bench(args, run_dir, bootstrap)
-        warm_up_groups(bootstrap)
         # In a child: the memory it takes would otherwise count in every later child's peak
         # RSS (Linux carries the forking parent's high-water mark through exec into ru_maxrss).
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "_warm-up", bootstrap], check=True)
