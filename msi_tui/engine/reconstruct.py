@@ -92,6 +92,7 @@ class Reconstructor:
         self._published: OrderedDict[str, None] = OrderedDict()  # recent ids; the journal has all
         self._last_offset: dict[int, int] = {}
         self._lag: dict[int, int] = {}
+        self._committed_at_assign: dict[int, int] = {}  # where reading resumes, until a record is read
         # Per partition, uploads finished here whose records lie past the committed offset
         # (an older unfinished upload pins it): named in the commit's metadata, so whoever
         # owns the partition next skips them instead of publishing them a second time.
@@ -360,6 +361,8 @@ class Reconstructor:
             return  # replaying them costs time, never data
         with self._lock:
             for tp in committed:
+                if tp.offset >= 0:
+                    self._committed_at_assign[tp.partition] = tp.offset
                 for uid in (tp.metadata or "").split(","):
                     if len(uid) == 32:
                         self._published[uid] = None
@@ -398,6 +401,7 @@ class Reconstructor:
                 self._last_offset.pop(p, None)
                 self._finished_past_commit.pop(p, None)
                 self._lag.pop(p, None)
+                self._committed_at_assign.pop(p, None)
         for a in dropped:
             self.output.discard_staged(a.fd, a.staged)
             with self.stats.lock:
@@ -429,11 +433,14 @@ class Reconstructor:
             for tp in positions:
                 # Cached from the last fetch: a query would queue behind the long-polling
                 # fetch on the same connection, holding up the records for ~0.5 s a partition.
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
                 if high < 0:
                     continue  # nothing fetched from it yet
                 with self._lock:
-                    self._lag[tp.partition] = max(0, high - tp.offset) if tp.offset >= 0 else high
+                    # No position until a record of the partition is read: reading resumes at
+                    # the committed offset, or (a new group) at the start of what is kept.
+                    at = tp.offset if tp.offset >= 0 else self._committed_at_assign.get(tp.partition, max(0, low))
+                    self._lag[tp.partition] = max(0, high - at)
         except KafkaException:
             return
         with self._lock:
