@@ -21,6 +21,7 @@ class Journal:
         # how an operator asks for the topic to be rebuilt from the start.
         self.output = f"{output_dir.resolve()}\n{group_id}"
         self._lock = threading.Lock()
+        self._pending: dict[str, tuple[str, float]] = {}  # added, not yet written (see flush)
         try:
             self._db = self._connect(db_path)
         except sqlite3.DatabaseError:
@@ -42,17 +43,36 @@ class Journal:
 
     def seen(self, upload_id: str) -> bool:
         with self._lock:
+            if upload_id in self._pending:
+                return True
             row = self._db.execute(
                 "SELECT 1 FROM published WHERE output=? AND upload_id=?", (self.output, upload_id)
             ).fetchone()
         return row is not None
 
     def add(self, upload_id: str, path: str) -> None:
+        """Remember a published upload; written at the next flush."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?)", (self.output, upload_id, path, time.time())
-            )
+            self._pending[upload_id] = (path, time.time())
+
+    def flush(self) -> None:
+        """Write what was added in one transaction (one per file cost five writes and eight
+        locks in SQLite; a rebuilding thread flushes once per batch of records)."""
+        with self._lock:
+            if not self._pending:
+                return
+            rows = [(self.output, uid, path, at) for uid, (path, at) in self._pending.items()]
+            self._pending.clear()
+            try:
+                self._db.execute("BEGIN")  # (an autocommit connection: one explicit transaction)
+                self._db.executemany("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                # Not fatal: a replay of these uploads finds the identical files already there.
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()

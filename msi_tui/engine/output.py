@@ -70,26 +70,34 @@ class OutputFolder:
 
     def open_staged(self, upload_id: str) -> tuple[int, Path]:
         """Open (creating if needed) the staged file of an upload; returns fd and path."""
+        # Only the count and the staging folder's coming and going are under the lock: with
+        # the file's own open and close inside it, five rebuilding threads queued on it.
         with self._lock:
             staging = self.root / STAGING if self._open_staged else self._hidden_dir(STAGING)  # (checked when made)
-            path = staging / f"{upload_id}.part"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self._open_staged += 1
+        path = staging / f"{upload_id}.part"
+        try:
             # (0o644 less the umask: the published file is this very inode; the staging
             # folder itself is 0o700, so nobody reads a partial file.)
-            self._open_staged += 1
-            return fd, path
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), path
+        except BaseException:
+            self._leave_staging(staging)
+            raise
 
     def discard_staged(self, fd: int, path: Path) -> None:
         """Close and delete a staged file; the staging folder goes once it is empty."""
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             pass
         self._release(fd, path.parent)
 
     def _release(self, fd: int, staging: Path) -> None:
+        os.close(fd)
+        self._leave_staging(staging)
+
+    def _leave_staging(self, staging: Path) -> None:
         with self._lock:
-            os.close(fd)
             self._open_staged -= 1
             if self._open_staged == 0:
                 try:

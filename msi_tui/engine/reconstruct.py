@@ -267,6 +267,8 @@ class Reconstructor:
                 self._output_unblocked()
         if not self._until_done(partial(self._write_runs, worker), partition, generation):
             return
+        if self._journal:
+            self._journal.flush()
         with self.stats.lock:
             self.stats.messages_read += len(records)
             self.stats.bytes_written += worker.written
