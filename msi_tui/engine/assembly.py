@@ -24,9 +24,10 @@ from msi_tui.engine.wire import RecordMeta, WireError
 # the kernel far less than allocating them page by page (a quarter of the CPU on ext4 here),
 # while a record that declares a huge size can claim no more than one step at a time. Each
 # finished step is handed to the disk at once, so the fsync before publishing has little
-# left to wait for and dirty pages do not pile up in memory.
+# left to wait for and dirty pages do not pile up in memory; the step before that, on disk by
+# then, leaves the page cache (see release_cache).
 PREALLOCATE_STEP = 64 << 20
-_SYNC_FILE_RANGE_WRITE = 2  # start writeback, do not wait for it
+_SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 _libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded, libc among them (no ldconfig run)
 _fallocate = getattr(_libc, "fallocate", None)  # both Linux only: elsewhere blocks are
 _sync_file_range = getattr(_libc, "sync_file_range", None)  # allocated and flushed as written
@@ -45,6 +46,21 @@ def preallocate(fd: int, offset: int, length: int) -> None:
 def start_writeback(fd: int, offset: int, length: int) -> None:
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def release_cache(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Let go of the page cache holding [offset, offset+length) (0: to the end), once it is
+    on disk. Rebuilt files then take no more memory than a step or two, so a long transfer
+    does not push what the machine keeps hot (the broker's log, say) out of memory, and new
+    writes reuse pages just freed: on a VM, never-touched pages made the copy into the page
+    cache ~45 % of the reconstructor's CPU (perf: copy_folio_from_iter_atomic)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length,
+                         _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):  # best effort: only memory is at stake (AttributeError: not POSIX)
+        pass
 
 
 HASH_FEED_BYTES = 1 << 20  # chunks handed to the HashPipe at a time
@@ -189,6 +205,8 @@ class Assembly:
             return  # a chunk far ahead of the others: it allocates its own blocks
         if self.reserved:
             start_writeback(self.fd, max(0, self.reserved - PREALLOCATE_STEP), PREALLOCATE_STEP)
+        if self.reserved >= 2 * PREALLOCATE_STEP:
+            release_cache(self.fd, self.reserved - 2 * PREALLOCATE_STEP, PREALLOCATE_STEP)
         step_end = min(self.meta.size, self.reserved + PREALLOCATE_STEP)
         # Best effort: without it (no space for a whole step, an unsupported filesystem)
         # the writes allocate as they go and a full disk shows at the write itself.

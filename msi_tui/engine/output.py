@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
 
 STAGING = ".msi-tui-staging"
@@ -113,6 +114,7 @@ class OutputFolder:
         when a symlink or a file blocks the way.
         """
         os.fsync(fd)
+        release_cache(fd)  # on disk now: its pages go back to the system
         parts = PurePosixPath(relpath).parts
         folder, name = parts[:-1], parts[-1]
         dir_fd = self._open_dirs(folder)
