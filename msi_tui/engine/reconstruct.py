@@ -260,9 +260,15 @@ class Reconstructor:
         the safe offset stored."""
         worker.touched.clear()
         worker.written = 0
+        owned = self._owned
         for msg in records:
-            if not self._until_done(partial(self._handle, msg, worker), partition, generation):
-                return  # revoked (the next owner replays from the committed offset) or stopping
+            if owned.get(partition) != generation:
+                return  # revoked: the next owner replays from the committed offset
+            try:
+                self._handle(msg, worker)  # (the retrying wrapper only once it fails)
+            except (OSError, UnsafePath) as exc:
+                if not self._until_done(partial(self._handle, msg, worker), partition, generation, exc):
+                    return  # revoked or stopping
             if self._blocked_by:
                 self._output_unblocked()
         if not self._until_done(partial(self._write_runs, worker), partition, generation):
@@ -279,18 +285,21 @@ class Reconstructor:
                 self._last_offset[partition] = records[-1].offset()
                 self._unstored.add(partition)  # the consumer thread stores it (see _consume_loop)
 
-    def _until_done(self, step: Callable[[], None], partition: int, generation: int) -> bool:
-        """Run one step of a batch. While the output side is in trouble (disk full,
-        permissions) retry it: the records behind it wait, fetching pauses. False when the
-        partition was revoked or the service stops first."""
+    def _until_done(self, step: Callable[[], None], partition: int, generation: int,
+                    failed: Exception | None = None) -> bool:
+        """Run one step of a batch (that already `failed` once, when given). While the
+        output side is in trouble (disk full, permissions) retry it: the records behind it
+        wait, fetching pauses. False when the partition was revoked or the service stops first."""
         while self._owns(partition, generation):
+            if failed is not None:
+                self._output_blocked(failed)
+                if self._stop.wait(RETRY_AFTER_S):
+                    return False
             try:
                 step()
                 return True
             except (OSError, UnsafePath) as exc:
-                self._output_blocked(exc)
-                if self._stop.wait(RETRY_AFTER_S):
-                    return False
+                failed = exc
         return False
 
     def _write_runs(self, worker: _Worker) -> None:
