@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 import subprocess
 import sys
@@ -190,3 +192,23 @@ class FakeMessage:
 
     def error(self) -> None:
         return None
+
+
+def pages_in_memory(path: Path, start: int = 0, end: int | None = None) -> int:
+    """How many pages of the file's bytes [start, end) are in the page cache (mincore on
+    an untouched mapping)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        # Private and writable only so ctypes can take its address; no page is touched.
+        m = mmap.mmap(f.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.c_char.from_buffer(m)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        vec = (ctypes.c_ubyte * (-(-size // mmap.PAGESIZE)))()
+        assert libc.mincore(ctypes.c_void_p(ctypes.addressof(base)), ctypes.c_size_t(size), vec) == 0
+        page = mmap.PAGESIZE
+        return sum(v & 1 for v in vec[start // page:None if end is None else -(-end // page)])
+    finally:
+        del base
+        m.close()
+

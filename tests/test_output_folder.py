@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from msi_tui.engine.output import OutputFolder, UnsafePath
+from tests.helpers import pages_in_memory
 
 
 def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, Path, str]:
@@ -82,30 +83,10 @@ def test_symlink_planted_at_the_name_is_never_written_through(out: Path, tmp_pat
 
 
 
-def _pages_in_memory(path: Path) -> int:
-    """How many of the file's pages are in the page cache (mincore on an untouched mapping)."""
-    import ctypes
-    import mmap
-
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        # Private and writable only so ctypes can take its address; no page is touched.
-        m = mmap.mmap(f.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    base = ctypes.c_char.from_buffer(m)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        vec = (ctypes.c_ubyte * (-(-size // mmap.PAGESIZE)))()
-        assert libc.mincore(ctypes.c_void_p(ctypes.addressof(base)), ctypes.c_size_t(size), vec) == 0
-        return sum(v & 1 for v in vec)
-    finally:
-        del base
-        m.close()
-
-
 def test_a_published_file_leaves_the_page_cache(out: Path) -> None:
     data = os.urandom(4 << 20)
     fd, path, digest = stage(OutputFolder(out), data)
-    assert _pages_in_memory(path) > 0  # just written: cached (so the check below can fail)
+    assert pages_in_memory(path) > 0  # just written: cached (so the check below can fail)
     OutputFolder(out).publish(fd, path, "big.bin", digest, "sha256")
-    assert _pages_in_memory(out / "big.bin") == 0
+    assert pages_in_memory(out / "big.bin") == 0
     assert (out / "big.bin").read_bytes() == data

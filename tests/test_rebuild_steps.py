@@ -19,7 +19,7 @@ from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, Recorder, digest_of
+from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory
 
 CHUNK = 1024
 
@@ -65,6 +65,29 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
         a.flush()
         assert a.complete and a.verified()
         assert path.read_bytes() == content
+    finally:
+        os.close(fd)
+
+
+def test_a_large_file_leaves_the_page_cache_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step = 64 * CHUNK
+    monkeypatch.setattr(assembly_module, "PREALLOCATE_STEP", step)
+    monkeypatch.setattr(assembly_module, "WRITE_RUN_CHUNKS", 16)  # runs shorter than a step, as with 16 KiB chunks
+    content = os.urandom(5 * step)
+    common = wire.file_headers(uuid.uuid4().hex, "f.bin", len(content), CHUNK)
+    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 30)
+    path = tmp_path / "staged"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        a = Assembly(meta, 0, 0, fd, path)
+        for index in range(meta.count):
+            a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
+        a.flush()
+        # Writing the fifth step released the first three: on disk, out of memory.
+        assert pages_in_memory(path, 0, 3 * step) == 0
+        assert pages_in_memory(path, 4 * step) > 0  # (so the check above can fail)
+        a.expected_digest = meta.digest
+        assert a.verified() and path.read_bytes() == content
     finally:
         os.close(fd)
 
