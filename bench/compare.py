@@ -187,7 +187,7 @@ class Bench:
     def discard(self, *paths: Path) -> None:
         """Put a run's files aside, deleted with the run directory at the end: ext4 skips
         inodes freed in the last seconds when it allocates new ones, and 1,000 files deleted
-        just before a run made the next reconstructor's file creation cost ~15 % of its CPU
+        just before a run made the next reconstructor's file creation cost ~17 % of its CPU
         (perf: recently_deleted, find_inode_bit), a cost the bare consumer never pays."""
         trash = self.run_dir / "trash"
         trash.mkdir(exist_ok=True)
