@@ -211,4 +211,3 @@ def pages_in_memory(path: Path, start: int = 0, end: int | None = None) -> int:
     finally:
         del base
         m.close()
-

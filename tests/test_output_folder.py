@@ -82,7 +82,6 @@ def test_symlink_planted_at_the_name_is_never_written_through(out: Path, tmp_pat
     assert target.read_bytes() == b"precious"
 
 
-
 def test_a_published_file_leaves_the_page_cache(out: Path) -> None:
     data = os.urandom(4 << 20)
     fd, path, digest = stage(OutputFolder(out), data)

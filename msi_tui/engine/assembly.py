@@ -48,15 +48,20 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def release_cache(fd: int, offset: int = 0, length: int = 0) -> None:
-    """Let go of the page cache holding [offset, offset+length) (0: to the end), once it is
-    on disk. Rebuilt files then take no more memory than a step or two, so a long transfer
-    does not push what the machine keeps hot (the broker's log, say) out of memory, and new
-    writes reuse pages just freed: on a VM, never-touched pages made the copy into the page
-    cache ~45 % of the reconstructor's CPU (perf: copy_folio_from_iter_atomic)."""
+def wait_written(fd: int, offset: int, length: int) -> None:
+    """Return once [offset, offset+length) is on disk (its writeback started and finished)."""
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length,
                          _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+
+
+def release_cache(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Let go of the page cache holding [offset, offset+length) (0: to the end), which must
+    be on disk already (clean pages are the ones dropped). Rebuilt files then take no more
+    memory than a step or two, so a long transfer does not push what the machine keeps hot
+    (the broker's log, say) out of memory, and new writes reuse pages just freed: on a VM,
+    never-touched pages made the copy into the page cache ~47 % of the reconstructor's CPU
+    (perf: copy_folio_from_iter_atomic)."""
     try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
     except (OSError, AttributeError):  # best effort: only memory is at stake (AttributeError: not POSIX)
@@ -206,7 +211,9 @@ class Assembly:
         if self.reserved:
             start_writeback(self.fd, max(0, self.reserved - PREALLOCATE_STEP), PREALLOCATE_STEP)
         if self.reserved >= 2 * PREALLOCATE_STEP:
-            release_cache(self.fd, self.reserved - 2 * PREALLOCATE_STEP, PREALLOCATE_STEP)
+            done = self.reserved - 2 * PREALLOCATE_STEP  # its writeback started one step ago
+            wait_written(self.fd, done, PREALLOCATE_STEP)
+            release_cache(self.fd, done, PREALLOCATE_STEP)
         step_end = min(self.meta.size, self.reserved + PREALLOCATE_STEP)
         # Best effort: without it (no space for a whole step, an unsupported filesystem)
         # the writes allocate as they go and a full disk shows at the write itself.

@@ -114,7 +114,7 @@ class OutputFolder:
         when a symlink or a file blocks the way.
         """
         os.fsync(fd)
-        release_cache(fd)  # on disk now: its pages go back to the system
+        release_cache(fd)  # on disk since the fsync: its pages go back to the system
         parts = PurePosixPath(relpath).parts
         folder, name = parts[:-1], parts[-1]
         dir_fd = self._open_dirs(folder)

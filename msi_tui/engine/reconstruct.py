@@ -260,9 +260,8 @@ class Reconstructor:
         the safe offset stored."""
         worker.touched.clear()
         worker.written = 0
-        owned = self._owned
         for msg in records:
-            if owned.get(partition) != generation:
+            if not self._owns(partition, generation):
                 return  # revoked: the next owner replays from the committed offset
             try:
                 self._handle(msg, worker)  # (the retrying wrapper only once it fails)
