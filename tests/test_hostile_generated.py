@@ -68,9 +68,10 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         cases += 1
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                                 ReconstructSettings(output_dir=out, max_file_size=1 << 20), discard)
+        service._owned[0] = 1  # as if partition 0 had been assigned
         worker = service._new_worker()
-        for offset, (headers, value) in enumerate(batch):
-            service._handle(FakeMessage(value, headers, offset), worker)
+        messages = [FakeMessage(value, headers, offset) for offset, (headers, value) in enumerate(batch)]
+        service._apply(worker, 0, 1, messages)
         for assembly in list(service._assemblies.values()):
             service._drop(assembly, "test over")
         worker.hasher.close()
@@ -87,19 +88,18 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
 
 
 def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> None:
-    """The generated test above would pass vacuously if _handle ignored everything."""
+    """The generated test above would pass vacuously if _apply ignored everything."""
     out = tmp_path / "out"
     out.mkdir()
     service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                             ReconstructSettings(output_dir=out), discard)
+    service._owned[0] = 1
     worker = service._new_worker()
     data = os.urandom(5000)
     uid = uuid.uuid4().hex
     common = wire.file_headers(uid, "d/ok.bin", len(data), 1024)
     msgs = [FakeMessage(data[i * 1024:(i + 1) * 1024], wire.chunk_headers(common, i), i) for i in range(5)]
     msgs.append(FakeMessage(b"", wire.end_headers(common, digest_of(data)), 5))
-    for m in reversed(msgs[:-1]):  # out of order: hashing must catch up from disk
-        service._handle(m, worker)
-    service._handle(msgs[-1], worker)
+    service._apply(worker, 0, 1, [*reversed(msgs[:-1]), msgs[-1]])  # out of order: hashing catches up from disk
     assert (out / "d" / "ok.bin").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["d"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
-from msi_tui.engine.output import OutputFolder, UnsafePath
+from msi_tui.engine.output import QUARANTINE, OutputFolder, Published, Staged
 from tests.helpers import pages_in_memory
 
 
@@ -18,9 +19,16 @@ def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, 
     return fd, path, hashlib.sha256(data).hexdigest()
 
 
-def publish(folder: OutputFolder, data: bytes, relpath: str):  # noqa: ANN201
-    fd, path, digest = stage(folder, data)
-    return folder.publish(fd, path, relpath, digest, "sha256")
+def staged(folder: OutputFolder, data: bytes, relpath: str, uid: str = "0" * 32) -> Staged:
+    fd, path, digest = stage(folder, data, uid)
+    return Staged(fd, path, relpath, uid, digest, "sha256")
+
+
+def publish(folder: OutputFolder, data: bytes, relpath: str) -> Published:
+    file = staged(folder, data, relpath)
+    folder.publish([file])
+    assert file.published is not None, file.refused
+    return file.published
 
 
 @pytest.fixture
@@ -68,9 +76,38 @@ def test_symlinked_folder_on_the_way_is_refused(out: Path, tmp_path: Path) -> No
     outside = tmp_path / "outside"
     outside.mkdir()
     (out / "sub").symlink_to(outside)
-    with pytest.raises(UnsafePath):
-        publish(OutputFolder(out), b"x", "sub/file.bin")
+    file = staged(OutputFolder(out), b"x", "sub/file.bin")
+    OutputFolder(out).publish([file])
+    assert file.published is None and "symlink" in file.refused
+    assert file.quarantined is not None and file.quarantined.parent == out / QUARANTINE
+    assert file.quarantined.read_bytes() == b"x"
     assert list(outside.iterdir()) == []
+
+
+def test_a_batch_interrupted_by_a_full_disk_carries_on_where_it_stopped(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = OutputFolder(out)
+    files = [staged(folder, f"file {i}".encode(), f"d{i % 2}/f{i}.bin", f"{i:032x}") for i in range(4)]
+    real_link, links = os.link, []
+
+    def link(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if len(links) == 2:
+            links.append("failed")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        links.append(args[1])
+        return real_link(*args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(OSError):
+        folder.publish(files)
+    folder.publish(files)  # the retry
+    assert links == ["f0.bin", "f1.bin", "failed", "f2.bin", "f3.bin"]  # each linked once
+    assert [(f.published.path, f.published.duplicate) for f in files if f.published] == [
+        (f"d{i % 2}/f{i}.bin", False) for i in range(4)]
+    assert all(f.released for f in files)
+    assert sorted(p.name for p in out.iterdir()) == ["d0", "d1"]  # the staging folder is gone
+    assert (out / "d1/f3.bin").read_bytes() == b"file 3"
 
 
 @pytest.mark.parametrize("policy", ["keep-both", "rename-old"])
@@ -86,6 +123,6 @@ def test_a_published_file_leaves_the_page_cache(out: Path) -> None:
     data = os.urandom(4 << 20)
     fd, path, digest = stage(OutputFolder(out), data)
     assert pages_in_memory(path) > 0  # just written: cached (so the check below can fail)
-    OutputFolder(out).publish(fd, path, "big.bin", digest, "sha256")
+    OutputFolder(out).publish([Staged(fd, path, "big.bin", "0" * 32, digest, "sha256")])
     assert pages_in_memory(out / "big.bin") == 0
     assert (out / "big.bin").read_bytes() == data

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import uuid
 from pathlib import Path
 
@@ -146,6 +147,33 @@ def test_publishing_on_a_full_disk_is_retried_and_the_file_still_arrives(
     assert [e.path for e in service.sink.of(FileReconstructed)] == ["f.bin"]
     assert not service._assemblies
     assert service._safe_offset(0) == len(msgs)
+
+
+def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
+    service: Reconstructor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"f{i}.bin": os.urandom(2 * CHUNK + i) for i in range(3)}
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for name, data in files.items():  # three hand-overs queued before the worker looks
+        msgs = file_records(data, name)
+        size = sum(len(m.value() or b"") for m in msgs)
+        service._pending[0] = service._pending.get(0, 0) + 1
+        service._in_flight += size
+        work.put((0, 1, msgs, size))
+    work.put(None)
+    real, batches = service.output.publish, []
+
+    def publish(staged):  # noqa: ANN001, ANN202
+        batches.append(sorted(s.relpath for s in staged))
+        return real(staged)
+
+    monkeypatch.setattr(service.output, "publish", publish)
+    service._work_loop(work)
+    assert batches == [sorted(files)]  # one publishing step for the three files
+    assert (service._pending[0], service._in_flight) == (0, 0)
+    assert sorted(e.path for e in service.sink.of(FileReconstructed)) == sorted(files)
+    for name, data in files.items():
+        assert (service.output_dir / name).read_bytes() == data
 
 
 @pytest.mark.parametrize(("algorithm", "name"), [("blake3", "BLAKE3"), ("sha256", "SHA-256")])

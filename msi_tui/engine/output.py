@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from msi_tui.engine.assembly import release_cache
+from msi_tui.engine.assembly import release_cache, start_writeback
 from msi_tui.engine.digest import new_hasher
 
 STAGING = ".msi-tui-staging"
@@ -38,6 +38,23 @@ class Published:
     path: str  # relative path it now has
     duplicate: bool = False  # an identical file was already there: nothing changed
     older_kept_as: str | None = None  # rename-old: where the different older file went
+
+
+@dataclass
+class Staged:
+    """A verified staged file on its way to its final name (see OutputFolder.publish)."""
+
+    fd: int
+    path: Path
+    relpath: str  # the name it is to have
+    upload_id: str
+    digest: str
+    algorithm: str
+    synced: bool = False  # its bytes are on disk
+    published: Published | None = None  # where it went
+    quarantined: Path | None = None  # or where it was put aside instead, and why:
+    refused: str = ""
+    released: bool = False  # staged name gone, descriptor closed: nothing left to do
 
 
 class UnsafePath(Exception):
@@ -106,38 +123,70 @@ class OutputFolder:
                 except OSError:
                     pass  # something else is in there (an earlier run's leftovers): keep it
 
-    def publish(self, fd: int, staged: Path, relpath: str, digest: str, algorithm: str) -> Published:
-        """Give the verified staged file its final name.
+    def publish(self, files: list[Staged]) -> None:
+        """Give verified staged files their final names, durably, as one batch.
 
-        Never replaces a file silently: an identical file already there makes this a
-        duplicate; a different one is kept, per the conflict policy. Raises UnsafePath
-        when a symlink or a file blocks the way.
+        First every file's bytes go to disk (writeback started for all of them, then an
+        fsync each), then each file is linked under its name, then each folder that got a
+        name is synced once for the batch, not once a file. A file thus never shows under
+        its name before its bytes are on disk. Never replaces a file silently (see _link);
+        a file whose way is blocked by a symlink or a non-folder is quarantined instead
+        (`refused` says why).
+
+        Each file records how far it got, so after an error (disk full) calling this again
+        with the same list carries on where it stopped.
         """
-        os.fsync(fd)
-        release_cache(fd)  # on disk since the fsync: its pages go back to the system
-        parts = PurePosixPath(relpath).parts
+        todo = [f for f in files if not f.released]
+        for f in todo:
+            if not f.synced:
+                start_writeback(f.fd, 0, 0)
+        for f in todo:
+            if not f.synced:
+                os.fsync(f.fd)
+                release_cache(f.fd)  # on disk since the fsync: its pages go back to the system
+                f.synced = True
+        for f in todo:
+            if f.published is None and f.quarantined is None:
+                try:
+                    f.published = self._link(f)
+                except UnsafePath as exc:
+                    f.refused = str(exc)
+                    f.quarantined = self.quarantine(f.fd, f.path, f.relpath, f.upload_id)
+                    f.released = True
+        folders = {PurePosixPath(f.published.path).parts[:-1] for f in todo if f.published is not None}
+        for folder in folders:
+            dir_fd = self._open_dirs(folder)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        for f in todo:
+            if not f.released:  # its name is durable now: the staged one can go
+                self.discard_staged(f.fd, f.path)
+                f.released = True
+
+    def _link(self, f: Staged) -> Published:
+        """Link the staged file under its name, or under a numbered one beside a different
+        file (rename-old: move that one to a numbered name); an identical file already
+        there makes it a duplicate. Raises UnsafePath when a symlink or a file blocks the way."""
+        parts = PurePosixPath(f.relpath).parts
         folder, name = parts[:-1], parts[-1]
         dir_fd = self._open_dirs(folder)
         try:
             for attempt in range(1, MAX_VERSIONS):
                 candidate = name if attempt == 1 else _numbered(name, attempt)
                 try:
-                    os.link(staged, candidate, dst_dir_fd=dir_fd, follow_symlinks=False)
+                    os.link(f.path, candidate, dst_dir_fd=dir_fd, follow_symlinks=False)
                 except FileExistsError:
-                    if _same_content(dir_fd, candidate, digest, algorithm):
-                        self.discard_staged(fd, staged)
+                    if _same_content(dir_fd, candidate, f.digest, f.algorithm):
                         return Published(_join(folder, candidate), duplicate=True)
                     if attempt == 1 and self.on_conflict == "rename-old":
                         kept = self._displace(dir_fd, name)
-                        os.rename(staged, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
-                        os.fsync(dir_fd)
-                        self._release(fd, staged.parent)
+                        os.rename(f.path, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
                         return Published(_join(folder, name), older_kept_as=_join(folder, kept))
                     continue
-                os.fsync(dir_fd)
-                self.discard_staged(fd, staged)
                 return Published(_join(folder, candidate))
-            raise UnsafePath(f"too many files named like {relpath}")
+            raise UnsafePath(f"too many files named like {f.relpath}")
         finally:
             os.close(dir_fd)
 

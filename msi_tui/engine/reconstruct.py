@@ -30,7 +30,7 @@ from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
 from msi_tui.engine.kafka_clients import check_reachable, consumer_settings, describe_kafka_error, ensure_topic
-from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
+from msi_tui.engine.output import ConflictPolicy, OutputFolder, Staged, UnsafePath
 from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
 from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
@@ -74,6 +74,17 @@ class _Worker:
     # wrote: the counters shown are brought up to date once a batch, not once a chunk.
     touched: dict[str, Assembly] = field(default_factory=dict)
     written: int = 0
+    # Uploads the batch rebuilt and verified, published together once it is applied.
+    verified: dict[str, tuple[Assembly, Staged]] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """Records of one partition a worker applies at once: `items` hand-overs, `size` bytes."""
+
+    records: list[Message] = field(default_factory=list)
+    size: int = 0
+    items: int = 0
 
 
 class Reconstructor:
@@ -237,16 +248,32 @@ class Reconstructor:
     def _work_loop(self, work: queue.SimpleQueue) -> None:
         worker = self._new_worker()
         while (item := work.get()) is not None:
-            partition, generation, records, size = item
-            try:
-                self._apply(worker, partition, generation, records)
-            except Exception as exc:  # a worker must report, not vanish silently
-                self.sink(Notice(level="error", message=f"rebuilding partition {partition}: {exc}", at=time.time()))
-            finally:
-                with self._flow:
-                    self._pending[partition] -= 1
-                    self._in_flight -= size
-                    self._flow.notify_all()
+            # What else is queued for the same partition joins the batch: a batch grows when
+            # the worker falls behind, and the files it completes are published together
+            # (see OutputFolder.publish). The in-flight limit bounds it.
+            batches: dict[tuple[int, int], _Batch] = {}
+            while item is not None:
+                partition, generation, records, size = item
+                batch = batches.setdefault((partition, generation), _Batch())
+                batch.records.extend(records)
+                batch.size += size
+                batch.items += 1
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    work.put(None)  # the stop sign: taken again once these are applied
+            for (partition, generation), batch in batches.items():
+                try:
+                    self._apply(worker, partition, generation, batch.records)
+                except Exception as exc:  # a worker must report, not vanish silently
+                    self.sink(Notice(level="error", message=f"rebuilding partition {partition}: {exc}", at=time.time()))
+                finally:
+                    with self._flow:
+                        self._pending[partition] -= batch.items
+                        self._in_flight -= batch.size
+                        self._flow.notify_all()
         worker.hasher.close()
 
     def _new_worker(self) -> _Worker:
@@ -260,6 +287,7 @@ class Reconstructor:
         the safe offset stored."""
         worker.touched.clear()
         worker.written = 0
+        worker.verified.clear()  # (left by a batch that gave up: dropped with their partition)
         for msg in records:
             if not self._owns(partition, generation):
                 return  # revoked: the next owner replays from the committed offset
@@ -272,6 +300,12 @@ class Reconstructor:
                 self._output_unblocked()
         if not self._until_done(partial(self._write_runs, worker), partition, generation):
             return
+        if worker.verified:
+            staged = [s for _a, s in worker.verified.values()]
+            if not self._until_done(partial(self.output.publish, staged), partition, generation):
+                return  # revoked or stopping: the files stay pinned to the offset, replayed later
+            for a, s in worker.verified.values():
+                self._settle(a, s)
         if self._journal:
             self._journal.flush()
         with self.stats.lock:
@@ -483,6 +517,8 @@ class Reconstructor:
             with self.stats.lock:
                 self.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
                                      state="receiving", started=time.time(), finished=None)
+        elif uid in worker.verified:
+            return  # complete and verified, waiting for the end of the batch: a replayed record
         elif not assembly.matches(meta):
             self._reject(msg, "record disagrees with earlier records of the same upload")
             return
@@ -501,7 +537,7 @@ class Reconstructor:
                 worker.touched[uid] = assembly
                 worker.written += len(value)
         if assembly.complete:
-            self._finish(assembly)
+            self._finish(assembly, worker)
 
     def _drop(self, assembly: Assembly, state: str) -> None:
         with self._lock:
@@ -510,24 +546,30 @@ class Reconstructor:
         with self.stats.lock:
             self.stats.table.update(assembly.meta.upload_id, state=state, finished=time.time())
 
-    def _finish(self, a: Assembly) -> None:
-        """Verify and publish a complete upload, or quarantine it."""
-        uid, path = a.meta.upload_id, a.meta.path
+    def _finish(self, a: Assembly, worker: _Worker) -> None:
+        """Verify a complete upload. A good one is published with the others its batch
+        completes (see OutputFolder.publish); a bad one is quarantined at once."""
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
         a.flush()
-        problem = "" if a.verified() else f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
-        if not problem:
-            try:
-                published = self.output.publish(a.fd, a.staged, path, a.expected_digest, a.meta.algorithm)
-            except UnsafePath as exc:
-                problem = str(exc)
-        if problem:
-            target = self.output.quarantine(a.fd, a.staged, path, uid)
+        uid, path = a.meta.upload_id, a.meta.path
+        staged = Staged(a.fd, a.staged, path, uid, a.expected_digest, a.meta.algorithm)
+        if a.verified():
+            worker.verified[uid] = (a, staged)
+            return
+        staged.quarantined = self.output.quarantine(a.fd, a.staged, path, uid)
+        staged.refused = f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
+        self._settle(a, staged)
+
+    def _settle(self, a: Assembly, s: Staged) -> None:
+        """Report where a finished upload went and remember it as done."""
+        uid, path = a.meta.upload_id, a.meta.path
+        published = s.published
+        if published is None:
             with self.stats.lock:
                 self.stats.files_quarantined += 1
                 self.stats.table.update(uid, state="quarantined", finished=time.time())
-            self.sink(FileQuarantined(path=path, reason=problem, quarantine_path=str(target), at=time.time()))
+            self.sink(FileQuarantined(path=path, reason=s.refused, quarantine_path=str(s.quarantined), at=time.time()))
         else:
             with self.stats.lock:
                 self.stats.files_completed += 1
