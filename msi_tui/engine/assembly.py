@@ -246,6 +246,13 @@ class Assembly:
     def complete(self) -> bool:
         return self.contiguous == self.meta.count and bool(self.expected_digest)
 
+    def seal(self) -> None:
+        """All chunks are in: write the last run, start its trip to the disk and hand what
+        is left to the hasher, without waiting for either (verified() waits for the hash)."""
+        self.flush()
+        start_writeback(self.fd, 0, 0)
+        self._feed()
+
     def verified(self) -> bool:
         """True when the staged bytes hash to the digest the uploader sent."""
         if self.hasher is not None:

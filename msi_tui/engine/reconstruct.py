@@ -74,8 +74,8 @@ class _Worker:
     # wrote: the counters shown are brought up to date once a batch, not once a chunk.
     touched: dict[str, Assembly] = field(default_factory=dict)
     written: int = 0
-    # Uploads the batch rebuilt and verified, published together once it is applied.
-    verified: dict[str, tuple[Assembly, Staged]] = field(default_factory=dict)
+    # Uploads the batch completed: verified and published together once it is applied.
+    complete: dict[str, tuple[Assembly, Staged]] = field(default_factory=dict)
 
 
 @dataclass
@@ -287,7 +287,7 @@ class Reconstructor:
         the safe offset stored."""
         worker.touched.clear()
         worker.written = 0
-        worker.verified.clear()  # (left by a batch that gave up: dropped with their partition)
+        worker.complete.clear()  # (left by a batch that gave up: dropped with their partition)
         for msg in records:
             if not self._owns(partition, generation):
                 return  # revoked: the next owner replays from the committed offset
@@ -300,11 +300,10 @@ class Reconstructor:
                 self._output_unblocked()
         if not self._until_done(partial(self._write_runs, worker), partition, generation):
             return
-        if worker.verified:
-            staged = [s for _a, s in worker.verified.values()]
-            if not self._until_done(partial(self.output.publish, staged), partition, generation):
+        if worker.complete:
+            if not self._until_done(partial(self._verify_and_publish, worker), partition, generation):
                 return  # revoked or stopping: the files stay pinned to the offset, replayed later
-            for a, s in worker.verified.values():
+            for a, s in worker.complete.values():
                 self._settle(a, s)
         if self._journal:
             self._journal.flush()
@@ -517,8 +516,8 @@ class Reconstructor:
             with self.stats.lock:
                 self.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
                                      state="receiving", started=time.time(), finished=None)
-        elif uid in worker.verified:
-            return  # complete and verified, waiting for the end of the batch: a replayed record
+        elif uid in worker.complete:
+            return  # complete, waiting for the end of the batch: a replayed record
         elif not assembly.matches(meta):
             self._reject(msg, "record disagrees with earlier records of the same upload")
             return
@@ -547,19 +546,23 @@ class Reconstructor:
             self.stats.table.update(assembly.meta.upload_id, state=state, finished=time.time())
 
     def _finish(self, a: Assembly, worker: _Worker) -> None:
-        """Verify a complete upload. A good one is published with the others its batch
-        completes (see OutputFolder.publish); a bad one is quarantined at once."""
+        """A complete upload: on its way to the disk and the hasher, to be verified and
+        published at the end of the batch together with the others the batch completes."""
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
-        a.flush()
-        uid, path = a.meta.upload_id, a.meta.path
-        staged = Staged(a.fd, a.staged, path, uid, a.expected_digest, a.meta.algorithm)
-        if a.verified():
-            worker.verified[uid] = (a, staged)
-            return
-        staged.quarantined = self.output.quarantine(a.fd, a.staged, path, uid)
-        staged.refused = f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
-        self._settle(a, staged)
+        a.seal()
+        worker.complete[a.meta.upload_id] = (a, Staged(a.fd, a.staged, a.meta.path, a.meta.upload_id,
+                                                      a.expected_digest, a.meta.algorithm))
+
+    def _verify_and_publish(self, worker: _Worker) -> None:
+        """Quarantine what the batch completed with a digest that does not match, publish
+        the rest (OutputFolder.publish). Carries on where it stopped when run again."""
+        for a, s in worker.complete.values():
+            if not s.released and not a.verified():  # (the first waits for the batch's hashing)
+                s.refused = f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
+                s.quarantined = self.output.quarantine(a.fd, a.staged, a.meta.path, a.meta.upload_id)
+                s.released = True
+        self.output.publish([s for _a, s in worker.complete.values()])
 
     def _settle(self, a: Assembly, s: Staged) -> None:
         """Report where a finished upload went and remember it as done."""
