@@ -283,8 +283,8 @@ class Reconstructor:
         return self._owned.get(partition) == generation
 
     def _apply(self, worker: _Worker, partition: int, generation: int, records: list[Message]) -> None:
-        """Apply one partition's records in order, write what they left gathered, then have
-        the safe offset stored."""
+        """Apply one partition's records in order, write what they left gathered, verify
+        and publish the files they completed, then have the safe offset stored."""
         worker.touched.clear()
         worker.written = 0
         worker.complete.clear()  # (left by a batch that gave up: dropped with their partition)
