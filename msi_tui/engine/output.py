@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from msi_tui.engine.assembly import release_cache, start_writeback
+from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
 
 STAGING = ".msi-tui-staging"
@@ -126,20 +126,17 @@ class OutputFolder:
     def publish(self, files: list[Staged]) -> None:
         """Give verified staged files their final names, durably, as one batch.
 
-        First every file's bytes go to disk (writeback started for all of them, then an
-        fsync each), then each file is linked under its name, then each folder that got a
-        name is synced once for the batch, not once a file. A file thus never shows under
-        its name before its bytes are on disk. Never replaces a file silently (see _link);
-        a file whose way is blocked by a symlink or a non-folder is quarantined instead
-        (`refused` says why).
+        First every file's bytes go to disk (an fsync each; the reconstructor started their
+        writeback as each file completed, see Assembly.seal), then each file is linked
+        under its name, then each folder that got a name is synced once for the batch, not
+        once a file. A file thus never shows under its name before its bytes are on disk.
+        Never replaces a file silently (see _link); a file whose way is blocked by a symlink
+        or a non-folder is quarantined instead (see refuse).
 
         Each file records how far it got, so after an error (disk full) calling this again
         with the same list carries on where it stopped.
         """
         todo = [f for f in files if not f.released]
-        for f in todo:
-            if not f.synced:
-                start_writeback(f.fd, 0, 0)
         for f in todo:
             if not f.synced:
                 os.fsync(f.fd)
@@ -150,9 +147,7 @@ class OutputFolder:
                 try:
                     f.published = self._link(f)
                 except UnsafePath as exc:
-                    f.refused = str(exc)
-                    f.quarantined = self.quarantine(f.fd, f.path, f.relpath, f.upload_id)
-                    f.released = True
+                    self.refuse(f, str(exc))
         folders = {PurePosixPath(f.published.path).parts[:-1] for f in todo if f.published is not None}
         for folder in folders:
             dir_fd = self._open_dirs(folder)
@@ -164,6 +159,12 @@ class OutputFolder:
             if not f.released:  # its name is durable now: the staged one can go
                 self.discard_staged(f.fd, f.path)
                 f.released = True
+
+    def refuse(self, f: Staged, reason: str) -> None:
+        """Quarantine a staged file instead of publishing it, saying why."""
+        f.quarantined = self.quarantine(f.fd, f.path, f.relpath, f.upload_id)
+        f.refused = reason
+        f.released = True
 
     def _link(self, f: Staged) -> Published:
         """Link the staged file under its name, or under a numbered one beside a different

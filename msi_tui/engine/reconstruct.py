@@ -559,9 +559,7 @@ class Reconstructor:
         the rest (OutputFolder.publish). Carries on where it stopped when run again."""
         for a, s in worker.complete.values():
             if not s.released and not a.verified():  # (the first waits for the batch's hashing)
-                s.refused = f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent"
-                s.quarantined = self.output.quarantine(a.fd, a.staged, a.meta.path, a.meta.upload_id)
-                s.released = True
+                self.output.refuse(s, f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent")
         self.output.publish([s for _a, s in worker.complete.values()])
 
     def _settle(self, a: Assembly, s: Staged) -> None:
