@@ -89,7 +89,7 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
          help="chunks allowed to wait for delivery at once; backpressure beyond (default: %(default)s)")
     parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
-                        help="whole-file digest the reconstructor verifies: blake3 (record format 2, ~3x faster "
+                        help="whole-file digest the reconstructor verifies: blake3 (record format 3, ~3x faster "
                              "to compute) or sha256 (format 1, for readers that only know it) (default: %(default)s)")
 
 

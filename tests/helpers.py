@@ -162,6 +162,17 @@ class Recorder:
         return [e.path for e in self.of(kind)]
 
 
+def upload_records(data: bytes, path: str, chunk: int, algorithm: str = "blake3", uid: str | None = None,
+                   partition: int = 0) -> list[FakeMessage]:
+    """One upload's records as the uploader sends them, offsets from 0."""
+    uid = uid or uuid.uuid4().hex
+    common = wire.file_headers(uid, path, len(data), chunk, algorithm)  # type: ignore[arg-type]
+    count = wire.chunk_count(len(data), chunk)
+    msgs = [FakeMessage(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), i, uid, partition)
+            for i in range(count)]
+    return [*msgs, FakeMessage(b"", wire.end_headers(common, digest_of(data, algorithm)), count, uid, partition)]
+
+
 def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> str:  # noqa: ANN001
     """Produce one file's records in our format straight from a Producer; returns its upload id."""
     uid = uuid.uuid4().hex
@@ -175,17 +186,22 @@ def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, 
 class FakeMessage:
     """Just what the reconstructor reads from a confluent_kafka Message."""
 
-    def __init__(self, value: bytes | None, headers, offset: int) -> None:  # noqa: ANN001
-        self._value, self._headers, self._offset = value, headers, offset
+    def __init__(self, value: bytes | None, headers, offset: int, key: bytes | str | None = None,  # noqa: ANN001
+                 partition: int = 0) -> None:
+        self._value, self._headers, self._offset, self._partition = value, headers, offset, partition
+        self._key = key.encode() if isinstance(key, str) else key
 
     def value(self) -> bytes | None:
         return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
 
     def headers(self):  # noqa: ANN201
         return self._headers
 
     def partition(self) -> int:
-        return 0
+        return self._partition
 
     def offset(self) -> int:
         return self._offset

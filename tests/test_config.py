@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from msi_tui.engine.config import load_config, redact
+from msi_tui.engine.config import ClusterConfig, load_config, redact
 from msi_tui.engine.kafka_clients import consumer_settings, producer_settings
 from msi_tui.errors import OperatorError
 
@@ -79,3 +79,11 @@ def test_unknown_section_and_missing_file_are_clear(tmp_path: Path) -> None:
         load_config(str(bad))
     with pytest.raises(OperatorError, match="not found"):
         load_config(str(tmp_path / "missing" / "x.config"))
+
+
+def test_a_config_cannot_turn_off_what_keeps_an_upload_in_order() -> None:
+    config = ClusterConfig("c", "c", {"bootstrap.servers": "b:9092"},
+                           producer={"enable.idempotence": "false", "acks": "1", "linger.ms": "5"})
+    producer = producer_settings(config, 16384, 3000)
+    assert (producer["enable.idempotence"], producer["acks"], producer["enable.gapless.guarantee"]) == (True, "all", True)
+    assert producer["linger.ms"] == "5"  # the rest is the operator's to tune

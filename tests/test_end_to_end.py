@@ -62,7 +62,7 @@ def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str,
 
 
 def test_both_digests_arrive_through_the_cli(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
-    """BLAKE3 (format 2, the default) and --digest sha256 (format 1) uploads on one topic."""
+    """BLAKE3 (format 3, the default) and --digest sha256 (format 1) uploads on one topic."""
     src, out = tmp_path / "src", tmp_path / "out"
     for name, extra in (("b3.bin", []), ("sha.bin", ["--digest", "sha256"])):
         write_random(src / name, 300_000 + 17, seed=len(name))

@@ -1,7 +1,7 @@
 """Generated hostile records fed straight into the reconstructor's record handling.
 
 Whatever the headers and bytes, the reconstructor never raises, never writes outside the
-output folder and never publishes a file whose SHA-256 was not verified.
+output folder and never publishes a file whose digest was not verified.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import discard
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, digest_of
+from tests.helpers import FakeMessage, digest_of, upload_records
 
 
 IDS = [uuid.uuid4().hex for _ in range(3)]
@@ -30,7 +30,7 @@ paths = st.one_of(
 numbers = st.one_of(st.integers(min_value=0, max_value=70_000), st.sampled_from([2**40, 2**63, 10**30]))
 header_values = {
     "msi": st.sampled_from([b"msi-tui", b"msi-tui", b"other"]),
-    "msi.v": st.sampled_from([b"1", b"1", b"1", b"2", b"", b"01"]),
+    "msi.v": st.sampled_from([b"1", b"1", b"1", b"2", b"3", b"3", b"", b"01"]),
     "msi.kind": st.sampled_from([b"chunk", b"chunk", b"end", b"abort", b"zzz"]),
     "msi.id": st.sampled_from([i.encode() for i in IDS] + [b"../../etc", b""]),
     "msi.path": paths.map(lambda p: p.encode("utf-8", "surrogatepass")),
@@ -41,10 +41,18 @@ header_values = {
     "msi.sha256": st.sampled_from([b"0" * 64, hashlib.sha256(b"").hexdigest().encode(), b"nothex"]),
     "msi.blake3": st.sampled_from([b"0" * 64, digest_of(b"").encode(), b"nothex"]),
 }
+keys = st.sampled_from([i.encode() for i in IDS] + [b"../../etc", b"", None])
+# A version-3 chunk after an upload's first: three headers, the upload named by the key.
+next_chunk_headers = st.tuples(st.sampled_from([b"msi-tui", b"other"]), st.sampled_from([b"3", b"2"]),
+                               header_values["msi.index"]).map(
+    lambda t: [("msi", t[0]), ("msi.v", t[1]), ("msi.index", t[2])])
 records = st.lists(
     st.tuples(
-        st.fixed_dictionaries({}, optional=header_values).map(lambda d: list(d.items())),
+        st.one_of(st.fixed_dictionaries({}, optional=header_values).map(lambda d: list(d.items())),
+                  next_chunk_headers),
         st.binary(max_size=3000),
+        keys,
+        st.sampled_from([0, 0, 0, 1]),
     ),
     min_size=1,
     max_size=8,
@@ -70,7 +78,9 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
                                 ReconstructSettings(output_dir=out, max_file_size=1 << 20), discard)
         service._owned[0] = 1  # as if partition 0 had been assigned
         worker = service._new_worker()
-        messages = [FakeMessage(value, headers, offset) for offset, (headers, value) in enumerate(batch)]
+        # (A record claiming partition 1 is one that names an upload of another partition.)
+        messages = [FakeMessage(value, headers, offset, key, partition)
+                    for offset, (headers, value, key, partition) in enumerate(batch)]
         service._apply(worker, 0, 1, messages)
         for assembly in list(service._assemblies.values()):
             service._drop(assembly, "test over")
@@ -96,10 +106,10 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     service._owned[0] = 1
     worker = service._new_worker()
     data = os.urandom(5000)
-    uid = uuid.uuid4().hex
-    common = wire.file_headers(uid, "d/ok.bin", len(data), 1024)
-    msgs = [FakeMessage(data[i * 1024:(i + 1) * 1024], wire.chunk_headers(common, i), i) for i in range(5)]
-    msgs.append(FakeMessage(b"", wire.end_headers(common, digest_of(data)), 5))
-    service._apply(worker, 0, 1, [*reversed(msgs[:-1]), msgs[-1]])  # out of order: hashing catches up from disk
+    service._apply(worker, 0, 1, upload_records(data, "d/ok.bin", 1024))
+    # Format 1 names the upload in every chunk: out of order, hashing catches up from disk.
+    msgs = upload_records(data, "d/ok-v1.bin", 1024, "sha256")
+    service._apply(worker, 0, 1, [*reversed(msgs[:-1]), msgs[-1]])
     assert (out / "d" / "ok.bin").read_bytes() == data
+    assert (out / "d" / "ok-v1.bin").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["d"]

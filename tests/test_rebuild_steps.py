@@ -18,18 +18,15 @@ from msi_tui.engine import reconstruct as reconstruct_module
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.config import ClusterConfig
-from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice
+from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory
+from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory, upload_records
 
 CHUNK = 1024
 
 
 def file_records(data: bytes, path: str = "f.bin", algorithm: str = "blake3") -> list[FakeMessage]:
-    common = wire.file_headers(uuid.uuid4().hex, path, len(data), CHUNK, algorithm)  # type: ignore[arg-type]
-    count = wire.chunk_count(len(data), CHUNK)
-    msgs = [FakeMessage(data[i * CHUNK:(i + 1) * CHUNK], wire.chunk_headers(common, i), i) for i in range(count)]
-    return [*msgs, FakeMessage(b"", wire.end_headers(common, digest_of(data, algorithm)), count)]
+    return upload_records(data, path, CHUNK, algorithm)
 
 
 @pytest.fixture
@@ -181,9 +178,49 @@ def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, alg
     data = os.urandom(3 * CHUNK + 5)
     good = file_records(data, "good.bin", algorithm)
     bad = file_records(data, "bad.bin", algorithm)
-    bad[1] = FakeMessage(bytes(CHUNK), bad[1].headers(), 1)  # a chunk that changed on the way
+    bad[1] = FakeMessage(bytes(CHUNK), bad[1].headers(), 1, bad[1].key())  # a chunk that changed on the way
     service._apply(service._new_worker(), 0, 1, good + bad)
     assert (service.output_dir / "good.bin").read_bytes() == data
     assert not (service.output_dir / "bad.bin").exists()
     [quarantined] = service.sink.of(FileQuarantined)
     assert quarantined.reason == f"{name} does not match what the uploader sent"
+
+
+def test_chunks_whose_first_chunk_was_not_read_are_refused_and_reported_once(service: Reconstructor) -> None:
+    data = os.urandom(6 * CHUNK)
+    headless = upload_records(data, "late.bin", CHUNK)[1:]  # reading began after the first chunk
+    service._apply(service._new_worker(), 0, 1, headless)
+    [rejected] = service.sink.of(RecordRejected)
+    assert "first chunk was not read here" in rejected.reason and rejected.offset == 1
+    assert service.stats.records_rejected == 5  # every chunk counted, one report
+    assert not service._assemblies and not (service.output_dir / "late.bin").exists()
+    service._apply(service._new_worker(), 0, 1, upload_records(data, "late.bin", CHUNK))  # sent again, whole
+    assert (service.output_dir / "late.bin").read_bytes() == data
+
+
+def test_a_record_naming_an_upload_of_another_partition_is_refused(service: Reconstructor) -> None:
+    data = os.urandom(4 * CHUNK)
+    msgs = upload_records(data, "p0.bin", CHUNK)
+    service._apply(service._new_worker(), 0, 1, msgs[:2])
+    service._owned[1] = 2
+    stray = FakeMessage(bytes(CHUNK), msgs[2].headers(), 7, msgs[2].key(), partition=1)
+    stray_full = FakeMessage(bytes(CHUNK), wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "p0.bin", len(data),
+                                                                                CHUNK, "sha256"), 2), 8, partition=1)
+    service._apply(service._new_worker(), 1, 2, [stray, stray_full])
+    assert [e.offset for e in service.sink.of(RecordRejected)] == [7, 8]
+    service._apply(service._new_worker(), 0, 1, msgs[2:])
+    assert (service.output_dir / "p0.bin").read_bytes() == data
+
+
+def test_format_2_uploads_still_rebuild(service: Reconstructor) -> None:
+    """Uploaders of the previous release send format 2: every record with every header."""
+    data = os.urandom(3 * CHUNK + 7)
+    msgs = upload_records(data, "v2.bin", CHUNK)
+    uid = msgs[0].key().decode()
+    common = [(n, b"2" if n == "msi.v" else v) for n, v in wire.file_headers(uid, "v2.bin", len(data), CHUNK)]
+    v2 = [FakeMessage(m.value(), wire.chunk_headers(common, i), i, uid) for i, m in enumerate(msgs[:-1])]
+    assert all(len(m.headers()) == 9 for m in v2)
+    v2.append(FakeMessage(b"", wire.end_headers(common, digest_of(data)), 4, uid))
+    service._apply(service._new_worker(), 0, 1, v2)
+    assert (service.output_dir / "v2.bin").read_bytes() == data
+    assert not service.sink.of(RecordRejected)

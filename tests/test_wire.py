@@ -13,7 +13,8 @@ LIMIT = 1 << 40
 
 
 def headers(path: str = "a/b.trc", size: int = 40000, chunk: int = 16384, **override: bytes) -> wire.Headers:
-    base = dict(wire.chunk_headers(wire.file_headers(UID, path, size, chunk), 1))
+    base = dict(wire.chunk_headers(wire.file_headers(UID, path, size, chunk), 0))  # (the first: all headers)
+    base["msi.index"] = b"1"
     base.update(override)
     return list(base.items())
 
@@ -24,13 +25,30 @@ def test_a_chunk_record_decodes() -> None:
     assert [meta.chunk_length(i) for i in range(3)] == [16384, 16384, 40000 - 2 * 16384]
 
 
+def test_format_3_chunks_after_the_first_carry_only_their_index() -> None:
+    common = wire.file_headers(UID, "a/b.trc", 40000, 16384)
+    first, second, end = wire.chunk_headers(common, 0), wire.chunk_headers(common, 2), wire.end_headers(common, "ab" * 32)
+    assert second == [("msi", b"msi-tui"), ("msi.v", b"3"), ("msi.index", b"2")]
+    assert wire.next_chunk_index(second) == 2
+    # The first chunk and the closing record say everything, and are no "next chunk".
+    assert wire.decode(first, LIMIT)[:6] == ("chunk", UID, "a/b.trc", 40000, 16384, 3)
+    assert wire.decode(end, LIMIT).digest == "ab" * 32
+    assert [wire.next_chunk_index(h) for h in (first, end, None, [])] == [None] * 4
+    # Nor is a record of another version shaped the same.
+    assert wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"2"), ("msi.index", b"2")]) is None
+    assert wire.next_chunk_index([("msi", b"other"), ("msi.v", b"3"), ("msi.index", b"2")]) is None
+    for raw in (b"-1", b"x", b"", None, b"1" * 21):
+        with pytest.raises(wire.WireError, match="msi.index is not a non-negative integer"):
+            wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"3"), ("msi.index", raw)])
+
+
 def test_an_empty_file_has_one_empty_chunk() -> None:
     assert wire.chunk_count(0, 16384) == 1
     meta = wire.decode(list(dict(wire.chunk_headers(wire.file_headers(UID, "e", 0, 16384), 0)).items()), LIMIT)
     assert meta.chunk_length(0) == 0
 
 
-@pytest.mark.parametrize(("algorithm", "version", "header"), [("blake3", b"2", "msi.blake3"), ("sha256", b"1", "msi.sha256")])
+@pytest.mark.parametrize(("algorithm", "version", "header"), [("blake3", b"3", "msi.blake3"), ("sha256", b"1", "msi.sha256")])
 def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: str, version: bytes, header: str) -> None:
     common = wire.file_headers(UID, "x", 5, 16384, algorithm)  # type: ignore[arg-type]
     assert dict(common)["msi.v"] == version
@@ -50,7 +68,7 @@ def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: s
     [
         (None, "no headers"),
         ([("foo", b"bar")], "not an msi-tui record"),
-        (headers(**{"msi.v": b"3"}), "version '3' is not known to this reader .knows 1 and 2."),
+        (headers(**{"msi.v": b"4"}), "version '4' is not known to this reader .knows 1, 2, 3."),
         (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
         (headers(**{"msi.id": b"../../x"}), "bad upload id"),
         (headers(**{"msi.index": b"3"}), "out of range"),
@@ -89,7 +107,7 @@ def test_non_utf8_path_is_refused() -> None:
 
 def test_the_decoder_shortcut_agrees_with_a_full_decode() -> None:
     decoder = wire.Decoder(LIMIT)
-    common = wire.file_headers(UID, "dir/a.bin", 40000, 16384)
+    common = wire.file_headers(UID, "dir/a.bin", 40000, 16384, "sha256")  # (format 1: every chunk says it all)
     for index in (0, 1, 2, 1):
         hdrs = wire.chunk_headers(common, index)
         assert decoder(hdrs) == wire.decode(hdrs, LIMIT)
@@ -100,6 +118,6 @@ def test_the_decoder_shortcut_agrees_with_a_full_decode() -> None:
     with pytest.raises(wire.WireError, match="not a non-negative integer"):
         decoder(bad_index)
     # A record of the same upload whose other headers differ takes the full path.
-    other = wire.chunk_headers(wire.file_headers(UID, "dir/b.bin", 40000, 16384), 1)
+    other = wire.chunk_headers(wire.file_headers(UID, "dir/b.bin", 40000, 16384, "sha256"), 1)
     assert decoder(other).path == "dir/b.bin"
     assert decoder(wire.end_headers(common, "ab" * 32)).kind == "end"

@@ -22,16 +22,21 @@ KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds 
 CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 s
 
 
+_EXACTLY_IN_ORDER = {
+    "acks": "all",
+    "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+    # A record that fails takes every later record of the producer down with it: an
+    # acknowledged record then vouches for all earlier ones of its partition (the uploader
+    # relies on this to ask for one delivery report per 16 chunks, and the record format
+    # on an upload's first chunk arriving before its others).
+    "enable.gapless.guarantee": True,
+}
+
+
 def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: int) -> dict:
     """Producer settings tuned for large binary chunks, safe against loss and reordering."""
     settings: dict = {
         "client.id": "msi-tui-upload",
-        "acks": "all",
-        "enable.idempotence": True,  # retries never duplicate or reorder within a partition
-        # A record that fails takes every later record of the producer down with it: an
-        # acknowledged record then vouches for all earlier ones of its partition (the
-        # uploader relies on this to ask for one delivery report per 16 chunks).
-        "enable.gapless.guarantee": True,
         # Never give up on a chunk while the broker is away: an outage only delays files.
         "message.timeout.ms": 0,
         "linger.ms": 10,
@@ -48,6 +53,7 @@ def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: in
         settings["batch.size"] = chunk_size + 65536
     settings.update(config.broker)
     settings.update(config.producer)
+    settings.update(_EXACTLY_IN_ORDER)  # what the format relies on is not the config's to change
     return settings
 
 

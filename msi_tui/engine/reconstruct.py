@@ -44,6 +44,7 @@ IN_FLIGHT_BYTES = 16 << 20  # records handed to workers and not yet applied; bey
 STUCK_AFTER_S = 5.0  # workers this long over IN_FLIGHT_BYTES (a full disk): pause and keep polling
 COMMIT_METADATA_IDS = 120  # 32-char ids under the broker's 4 KiB offset metadata limit
 RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
+ORPHANS_REMEMBERED = 1024  # per worker: uploads already reported as missing their first chunk
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class _Worker:
     written: int = 0
     # Uploads the batch completed: verified and published together once it is applied.
     complete: dict[str, tuple[Assembly, Staged]] = field(default_factory=dict)
+    # Uploads whose later chunks came without their first (reported once each).
+    orphans: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
 @dataclass
@@ -495,8 +498,13 @@ class Reconstructor:
     def _handle(self, msg: Message, worker: _Worker) -> None:
         """Apply one record. Raises OSError/UnsafePath only for trouble on our side."""
         value = msg.value() or b""
+        headers = msg.headers()
         try:
-            meta = worker.decode(msg.headers())
+            index = wire.next_chunk_index(headers)
+            if index is not None:  # the common case: one more chunk of an upload begun earlier
+                self._take_next_chunk(msg, worker, index, value)
+                return
+            meta = worker.decode(headers)
         except wire.WireError as exc:
             self._reject(msg, str(exc))
             return
@@ -507,7 +515,7 @@ class Reconstructor:
         # No lock: only this thread changes its partitions' entries while it holds a batch.
         assembly = self._assemblies.get(uid)
         if assembly is None:
-            if meta.kind != "chunk" or uid in self._published or (self._journal and self._journal.seen(uid)):
+            if meta.kind != "chunk" or self._finished(uid):
                 return  # a replay of a finished upload, or a withdrawn one we never started
             fd, staged = self.output.open_staged(uid)
             assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, hasher=worker.hasher)
@@ -518,7 +526,7 @@ class Reconstructor:
                                      state="receiving", started=time.time(), finished=None)
         elif uid in worker.complete:
             return  # complete, waiting for the end of the batch: a replayed record
-        elif not assembly.matches(meta):
+        elif assembly.partition != msg.partition() or not assembly.matches(meta):
             self._reject(msg, "record disagrees with earlier records of the same upload")
             return
         if meta.kind == "abort":
@@ -526,17 +534,44 @@ class Reconstructor:
             return
         if meta.kind == "end":
             assembly.expected_digest = meta.digest
+            if assembly.complete:
+                self._finish(assembly, worker)
         else:
-            try:
-                wrote = assembly.write(meta.index, value)
-            except wire.WireError as exc:
-                self._reject(msg, str(exc))
-                return
-            if wrote:
-                worker.touched[uid] = assembly
-                worker.written += len(value)
+            self._take_chunk(msg, worker, assembly, meta.index, value)
+
+    def _take_next_chunk(self, msg: Message, worker: _Worker, index: int, value: bytes) -> None:
+        """A chunk that names only its index (record format 3): its upload is its key."""
+        uid = (msg.key() or b"").decode("ascii", "replace")
+        assembly = self._assemblies.get(uid)
+        if assembly is None:
+            if not self._finished(uid):
+                self._reject(msg, f"chunk {index} of an upload whose first chunk was not read here "
+                                  "(reading began after it, or it was refused)", quietly=uid in worker.orphans)
+                worker.orphans[uid] = None
+                if len(worker.orphans) > ORPHANS_REMEMBERED:
+                    worker.orphans.popitem(last=False)
+        elif uid in worker.complete:
+            return  # complete, waiting for the end of the batch: a replayed record
+        elif assembly.partition != msg.partition():
+            self._reject(msg, "record disagrees with earlier records of the same upload")
+        else:
+            self._take_chunk(msg, worker, assembly, index, value)
+
+    def _take_chunk(self, msg: Message, worker: _Worker, assembly: Assembly, index: int, value: bytes) -> None:
+        try:
+            wrote = assembly.write(index, value)
+        except wire.WireError as exc:
+            self._reject(msg, str(exc))
+            return
+        if wrote:
+            worker.touched[assembly.meta.upload_id] = assembly
+            worker.written += len(value)
         if assembly.complete:
             self._finish(assembly, worker)
+
+    def _finished(self, uid: str) -> bool:
+        """Published already (here, by an earlier owner of the partition, or in an earlier run)."""
+        return uid in self._published or bool(self._journal and self._journal.seen(uid))
 
     def _drop(self, assembly: Assembly, state: str) -> None:
         with self._lock:
@@ -591,10 +626,13 @@ class Reconstructor:
         if self._journal:
             self._journal.add(uid, path)
 
-    def _reject(self, msg: Message, reason: str) -> None:
+    def _reject(self, msg: Message, reason: str, quietly: bool = False) -> None:
+        """Count a refused record and report it (`quietly`: only count it, it was said)."""
         with self.stats.lock:
             self.stats.records_rejected += 1
             count = self.stats.records_rejected
+        if quietly:
+            return
         if count <= REJECTS_REPORTED_ONE_BY_ONE or count % 1000 == 0:
             if count > REJECTS_REPORTED_ONE_BY_ONE:
                 reason = f"{reason} ({count} records refused so far)"

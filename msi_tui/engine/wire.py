@@ -1,11 +1,14 @@
-"""The record format on the topic (versions 1 and 2); docs/record-format.md describes it.
+"""The record format on the topic (versions 1, 2 and 3); docs/record-format.md describes it.
 
 Every record of one upload has the upload id as its key, so all of a file's records land in
-one partition and meet in one consumer. Metadata travels in headers; the value is the raw
-chunk bytes. After the last chunk the uploader sends an `end` record carrying the digest of
-the whole file (computed while reading, so each byte is read once), or an `abort` record
-when the file changed underneath and the upload is withdrawn. The two versions differ only
-in that digest: SHA-256 in version 1, BLAKE3 in version 2. The version is in every record,
+one partition and meet in one consumer, in the order they were sent (the uploader's
+producer is idempotent). Metadata travels in headers; the value is the raw chunk bytes.
+After the last chunk the uploader sends an `end` record carrying the digest of the whole
+file (computed while reading, so each byte is read once), or an `abort` record when the file
+changed underneath and the upload is withdrawn. Versions 1 and 2 differ only in that digest:
+SHA-256 in version 1, BLAKE3 in version 2. Version 3 is version 2 with lighter chunks: the
+first chunk, the `end` and the `abort` record carry everything, every later chunk only its
+index, which spares a header parse per chunk on both sides. The version is in every record,
 so a reader knows from the first chunk which digest to compute.
 """
 
@@ -19,12 +22,21 @@ from typing import Literal, NamedTuple, Sequence
 from msi_tui.engine.digest import DEFAULT, Algorithm
 
 # Version -> (digest algorithm, header of the end record carrying it)
-VERSIONS: dict[bytes, tuple[Algorithm, str]] = {b"1": ("sha256", "msi.sha256"), b"2": ("blake3", "msi.blake3")}
-_VERSION_OF: dict[str, bytes] = {algorithm: v for v, (algorithm, _h) in VERSIONS.items()}
+VERSIONS: dict[bytes, tuple[Algorithm, str]] = {
+    b"1": ("sha256", "msi.sha256"),
+    b"2": ("blake3", "msi.blake3"),
+    b"3": ("blake3", "msi.blake3"),
+}
+# What the uploader sends. SHA-256 stays on version 1, which readers of every version know.
+_VERSION_OF: dict[str, bytes] = {"sha256": b"1", "blake3": b"3"}
+SHORT_CHUNKS = frozenset({b"3"})  # versions whose chunks after the first carry only their index
 MAGIC = b"msi-tui"
+_MAGIC_HEADER = ("msi", MAGIC)
+_V3_HEADER = ("msi.v", b"3")
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
+_KNOWN = ", ".join(v.decode() for v in VERSIONS)
 Kind = Literal["chunk", "end", "abort"]
 _KINDS: frozenset[str] = frozenset(("chunk", "end", "abort"))
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -82,7 +94,23 @@ def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorith
 
 
 def chunk_headers(common: Headers, index: int) -> Headers:
+    if index and common[1][1] in SHORT_CHUNKS:  # (common[1] is the version)
+        return [common[0], common[1], ("msi.index", str(index).encode())]
     return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
+
+
+def next_chunk_index(headers: Sequence[tuple[str, bytes | None]] | None) -> int | None:
+    """The index a version-3 chunk after its upload's first carries (exactly the headers
+    msi, msi.v and msi.index); None for any other record, which `decode` then reads. What
+    else the chunk needs comes from the upload's first chunk, read before it."""
+    if headers is None or len(headers) != 3 or headers[1] != _V3_HEADER or headers[0] != _MAGIC_HEADER:
+        return None
+    name, raw = headers[2]
+    if name != "msi.index":
+        return None
+    if raw is None or not _is_count(raw):
+        raise WireError("header msi.index is not a non-negative integer")
+    return int(raw)
 
 
 def end_headers(common: Headers, digest_hex: str) -> Headers:
@@ -125,7 +153,7 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     version = fields.get("msi.v", b"")
     if version not in VERSIONS:
         shown = version[:16].decode("ascii", "replace")
-        raise WireError(f"record format version {shown!r} is not known to this reader (knows 1 and 2)")
+        raise WireError(f"record format version {shown!r} is not known to this reader (knows {_KNOWN})")
     algorithm, digest_header = VERSIONS[version]
     kind = fields.get("msi.kind", b"").decode("ascii", "replace")
     if kind not in _KINDS:
