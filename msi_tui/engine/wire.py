@@ -29,10 +29,9 @@ VERSIONS: dict[bytes, tuple[Algorithm, str]] = {
 }
 # What the uploader sends. SHA-256 stays on version 1, which readers of every version know.
 _VERSION_OF: dict[str, bytes] = {"sha256": b"1", "blake3": b"3"}
-SHORT_CHUNKS = frozenset({b"3"})  # versions whose chunks after the first carry only their index
 MAGIC = b"msi-tui"
 _MAGIC_HEADER = ("msi", MAGIC)
-_V3_HEADER = ("msi.v", b"3")
+_V3_HEADER = ("msi.v", b"3")  # its chunks after an upload's first carry only their index
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
@@ -94,7 +93,7 @@ def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorith
 
 
 def chunk_headers(common: Headers, index: int) -> Headers:
-    if index and common[1][1] in SHORT_CHUNKS:  # (common[1] is the version)
+    if index and common[1] == _V3_HEADER:
         return [common[0], common[1], ("msi.index", str(index).encode())]
     return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
 
