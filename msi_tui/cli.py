@@ -90,7 +90,8 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
          help="chunks allowed to wait for delivery at once; backpressure beyond (default: %(default)s)")
     parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
                         help="whole-file digest the reconstructor verifies: blake3 (record format 3, ~3x faster "
-                             "to compute) or sha256 (format 1, for readers that only know it) (default: %(default)s)")
+                             "to compute) or sha256 (format 1, which reconstructors of every release read) "
+                             "(default: %(default)s)")
 
 
 def _update_seconds(parser: argparse.ArgumentParser) -> None:
