@@ -524,9 +524,9 @@ class Reconstructor:
             with self.stats.lock:
                 self.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
                                      state="receiving", started=time.time(), finished=None)
-        elif uid in worker.complete:
-            return  # complete, waiting for the end of the batch: a replayed record
-        elif assembly.partition != msg.partition() or not assembly.matches(meta):
+        elif not self._goes_on(msg, worker, assembly):
+            return
+        elif not assembly.matches(meta):
             self._reject(msg, "record disagrees with earlier records of the same upload")
             return
         if meta.kind == "abort":
@@ -550,12 +550,19 @@ class Reconstructor:
                 worker.orphans[uid] = None
                 if len(worker.orphans) > ORPHANS_REMEMBERED:
                     worker.orphans.popitem(last=False)
-        elif uid in worker.complete:
-            return  # complete, waiting for the end of the batch: a replayed record
-        elif assembly.partition != msg.partition():
-            self._reject(msg, "record disagrees with earlier records of the same upload")
-        else:
+        elif self._goes_on(msg, worker, assembly):
             self._take_chunk(msg, worker, assembly, index, value)
+
+    def _goes_on(self, msg: Message, worker: _Worker, assembly: Assembly) -> bool:
+        """Whether a record of an upload being rebuilt still counts: not when the upload is
+        complete, waiting for the end of the batch (a replay), nor (refused) when the record
+        is in another partition than the upload, whose file another thread may hold."""
+        if assembly.meta.upload_id in worker.complete:
+            return False
+        if assembly.partition != msg.partition():
+            self._reject(msg, "record disagrees with earlier records of the same upload")
+            return False
+        return True
 
     def _take_chunk(self, msg: Message, worker: _Worker, assembly: Assembly, index: int, value: bytes) -> None:
         try:
