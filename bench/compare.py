@@ -20,8 +20,10 @@ e2e, latency, memory.
                DataFileUploadDirectory --upload_existing.
   reconstruct  msi-tui `reconstruct --headless` vs a bare Consumer (msi-tui's
                consumer_settings, consume(500) batches, values discarded) reading the same
-               msi-tui records vs OpenMSIStream DataFileDownloadDirectory reading what its
-               own uploader produced.
+               msi-tui records vs the same bare Consumer writing each record to its upload's
+               file (the least a reconstructor must do with the bytes: one write each, no
+               fsync, no digest, no checks) vs OpenMSIStream DataFileDownloadDirectory
+               reading what its own uploader produced.
   e2e          uploader watching an empty folder + reconstructor running, then the many
                files are copied in: first copy started -> last file verified/reconstructed.
   latency      1,000-byte files written one every --latency-gap s; per file, write -> the
@@ -62,6 +64,7 @@ OMS_VENV = BENCH / ".venv-openmsistream"
 OMS_PACKAGE = "openmsistream"
 MSI = "msi-tui"
 BARE = "bare"
+BARE_WRITE = "bare+write"
 OMS = "openmsistream"
 RECONSTRUCT_LINE = "reconstructed "
 OMS_DONE_LINE = "successfully reconstructed from stream"
@@ -324,7 +327,7 @@ class Bench:
         self.discard(out)
         return res
 
-    def reconstruct_bare(self, topic: str) -> Result:
+    def reconstruct_bare(self, topic: str, write: bool = False) -> Result:
         from confluent_kafka import Consumer, TopicPartition
 
         probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "probe"})
@@ -332,8 +335,11 @@ class Bench:
         records = sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
         probe.close()
         _t, group, env = self.fresh("bare-rc")
-        child = self.spawn("bare consumer", self.me("_bare-consume", self.bootstrap, topic, group, records), env)
+        out = self.run_dir / "out" / f"bare-{group}"
+        child = self.spawn("bare consumer", self.me("_bare-consume", self.bootstrap, topic, group, records,
+                                                    *([out] if write else [])), env)
         ok = child.wait(self.args.timeout) and child.proc.returncode == 0
+        self.discard(out)
         return self.result_of(child, child.seconds if ok else None, "" if ok else child.tail())
 
     def reconstruct_oms(self, topic: str, files: int) -> Result:
@@ -505,8 +511,11 @@ def warm_up_broker(bootstrap: str, mib: int = 512) -> None:
     admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
 
 
-def bare_consume(bootstrap: str, topic: str, group: str, records: int) -> int:
-    """Read `records` records in consume() batches and discard them: the reconstruct ceiling."""
+def bare_consume(bootstrap: str, topic: str, group: str, records: int, out: str | None = None) -> int:
+    """Read `records` records in consume() batches and discard them: the reconstruct ceiling.
+    With `out`, append each record's bytes to a file named by its key instead (msi-tui keys
+    every record by its upload, whose records a partition keeps in order) and close the
+    file at the upload's empty closing record: the bytes reach files, nothing more."""
     from confluent_kafka import Consumer
 
     from msi_tui.engine.kafka_clients import consumer_settings
@@ -515,13 +524,30 @@ def bare_consume(bootstrap: str, topic: str, group: str, records: int) -> int:
     conf.pop("logger", None)
     consumer = Consumer(conf)
     consumer.subscribe([topic])
+    files: dict[bytes, int] = {}
+    if out is not None:
+        os.makedirs(out)
     seen = 0
     nbytes = 0
     while seen < records:
         for msg in consumer.consume(500, 0.2):
             if msg.error() is None:
                 seen += 1
-                nbytes += len(msg.value() or b"")
+                value = msg.value() or b""
+                nbytes += len(value)
+                if out is None:
+                    continue
+                key = msg.key() or b""
+                fd = files.get(key)
+                if fd is None:
+                    fd = files[key] = os.open(os.path.join(out, key.hex()[:64] or "unkeyed"),
+                                              os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                if value:
+                    os.write(fd, value)
+                else:
+                    os.close(files.pop(key))
+    for fd in files.values():
+        os.close(fd)
     consumer.close()
     print(f"read {seen} records, {nbytes} bytes", flush=True)
     return 0
@@ -614,12 +640,14 @@ def main(argv: list[str] | None = None) -> int:
                 broker_sampler = MemSampler(pid, 1.0)
                 broker_sampler.start()
         bench = Bench(args, run_dir, bootstrap)
+        _byte_compile_msi_tui()
         # In a child: the memory it takes would otherwise count in every later child's peak
         # RSS (Linux carries the forking parent's high-water mark through exec into ru_maxrss).
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "_warm-up", bootstrap], check=True)
         if not args.skip_oms:
             bench.setup_oms()
         tools = [MSI, BARE] + ([OMS] if bench.with_oms else [])
+        rc_tools = [MSI, BARE, BARE_WRITE] + ([OMS] if bench.with_oms else [])
         import confluent_kafka
 
         head = (f"compare: broker {bootstrap}; msi-tui {_msi_version()}; confluent-kafka {confluent_kafka.__version__} "
@@ -649,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             for cs in chunks:
                 for wname, src, many, nbytes, nfiles in workloads:
                     ups: dict[str, list[Result]] = {t: [] for t in tools}
-                    rcs: dict[str, list[Result]] = {t: [] for t in tools}
+                    rcs: dict[str, list[Result]] = {t: [] for t in rc_tools}
                     for rep in range(args.repeat):
                         topics = {}
                         for tool in tools:
@@ -659,12 +687,12 @@ def main(argv: list[str] | None = None) -> int:
                             ups[tool].append(r)
                             print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}", flush=True)
                         if "reconstruct" in parts:
-                            for tool in tools:
+                            for tool in rc_tools:
                                 print(f"reconstruct {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                                 if tool == MSI:
                                     r = bench.reconstruct_msi(topics[MSI], nfiles)
-                                elif tool == BARE:
-                                    r = bench.reconstruct_bare(topics[MSI])
+                                elif tool in (BARE, BARE_WRITE):
+                                    r = bench.reconstruct_bare(topics[MSI], write=tool == BARE_WRITE)
                                 else:
                                     r = bench.reconstruct_oms(topics[OMS], nfiles)
                                 rcs[tool].append(r)
@@ -674,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                         if not any(res.values()) or not res[MSI]:
                             continue
                         b = {t: best(v) for t, v in res.items()}
-                        for tool in tools:
+                        for tool in res:
                             r = b[tool]
                             rows.append([wname, str(cs), tool, f(r.seconds, "7.1f"), f(mbps(nbytes, r), "8.1f"),
                                          ratio(mbps(nbytes, r), mbps(nbytes, b[BARE])),
@@ -683,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
             hdr = ["workload", "chunk B", "tool", "seconds", "MB/s", "of bare", "msi vs it", "peak MB", "CPU s", "note"]
             report += print_table(f"upload (large {args.size_mib} MiB; many {args.files} x {args.file_mib:g} MiB)", hdr, up_rows)
             if rc_rows:
-                report += print_table("reconstruct (bare reads msi-tui's records; openmsistream reads its own)", hdr, rc_rows)
+                report += print_table("reconstruct (bare and bare+write read msi-tui's records; openmsistream reads its own)",
+                                      hdr, rc_rows)
 
         if "e2e" in parts:
             rows = []
@@ -769,6 +798,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _byte_compile_msi_tui() -> None:
+    """Byte-compile msi-tui once, as installing a wheel does. From a source checkout under
+    PYTHONDONTWRITEBYTECODE=1 (as on this machine) every run compiled ~20 modules at start,
+    ~45 ms a run that an installed msi-tui, the bare clients and OpenMSIStream never pay."""
+    import compileall
+
+    import msi_tui
+
+    compileall.compile_dir(Path(msi_tui.__file__).parent, quiet=1)
+
+
 def _msi_version() -> str:
     try:
         import importlib.metadata as m
@@ -784,5 +824,5 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_warm-up":
         sys.exit(warm_up_broker(sys.argv[2]))
     if len(sys.argv) > 1 and sys.argv[1] == "_bare-consume":
-        sys.exit(bare_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+        sys.exit(bare_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), *sys.argv[6:7]))
     sys.exit(main())
