@@ -46,7 +46,7 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
         case FileQueued(path=path, size=size):
             return "info", f"queued {path} ({human_size(size)})"
         case FileUploadStarted(path=path, size=size, chunks=chunks):
-            return "info", f"sending {path} ({human_size(size)}, {chunks} chunks)"
+            return "info", f"sending {path} ({human_size(size)}, {chunks} chunk{'' if chunks == 1 else 's'})"
         case FileUploaded(path=path, size=size, seconds=seconds):
             rate = size / seconds if seconds > 0 else None
             return "success", (
