@@ -148,10 +148,16 @@ def cluster_phase(args: argparse.Namespace) -> bool:
     src, out, logs = work / "src", work / "out", work / "logs"
     logs.mkdir()
     rng = random.Random(args.seed)
-    for i in range(args.cluster_files):
-        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
-        (src / f"d{i % 3}" / f"f{i:03}.bin").write_bytes(os.urandom(rng.randint(500_000, 4_000_000)))
-    expected = digest_tree(src)
+
+    def write(indices: range) -> None:
+        for i in indices:
+            (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+            (src / f"d{i % 3}" / f"f{i:03}.bin").write_bytes(os.urandom(rng.randint(500_000, 4_000_000)))
+
+    # A third of the files from the start, the rest once the broker is dead: however fast the
+    # first ones go, the others go through the leader elections.
+    first = args.cluster_files // 3
+    write(range(first))
     ports = set()
     while len(ports) < 4:
         ports.add(free_port())
@@ -173,7 +179,9 @@ def cluster_phase(args: argparse.Namespace) -> bool:
         leaders = Counter(p.leader for p in metadata.topics[topic].partitions.values() if p.leader >= 0)
         victim = leaders.most_common(1)[0][0]
         cluster.kill_broker(victim - 1)  # node ids of brokers start at 1
-        print(f"SIGKILL broker {victim} of 3 after {len(digest_tree(out))} of {len(expected)} files", flush=True)
+        print(f"SIGKILL broker {victim} of 3 after {len(digest_tree(out))} of the first {first} files", flush=True)
+        write(range(first, args.cluster_files))
+        expected = digest_tree(src)
         wait_for_tree(out, expected, args.timeout)
         uploader.quit()
         reconstructor.quit()
