@@ -113,3 +113,46 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     assert (out / "d" / "ok.bin").read_bytes() == data
     assert (out / "d" / "ok-v1.bin").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["d"]
+
+
+SIZE, CHUNK = 5000, 1024  # five chunks, the last one 904 bytes
+hostile_chunks = st.lists(
+    st.tuples(
+        st.one_of(st.integers(min_value=0, max_value=12).map(
+            lambda i: [("msi", b"msi-tui"), ("msi.v", b"3"), ("msi.index", str(i).encode())]), next_chunk_headers),
+        st.sampled_from([0, SIZE - 4 * CHUNK, CHUNK, 3000]).map(lambda n: os.urandom(n)),
+        st.integers(min_value=1, max_value=6),  # where in the upload it arrives (after chunk 0)
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_path: Path) -> None:
+    """Chunks naming a real upload (its key) with any index, length or header: the file is
+    published byte for byte as sent, or not at all."""
+    data = os.urandom(SIZE)
+    published = 0
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(hostile=hostile_chunks)
+    def feed(hostile) -> None:  # noqa: ANN001
+        nonlocal published
+        out = tmp_path / uuid.uuid4().hex
+        service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
+                                ReconstructSettings(output_dir=out), discard)
+        service.output.prepare()
+        service._owned[0] = 1
+        worker = service._new_worker()
+        msgs = upload_records(data, "f.bin", CHUNK)
+        uid = msgs[0].key()
+        for headers, value, at in sorted(hostile, key=lambda h: -h[2]):
+            msgs.insert(at, FakeMessage(value, headers, 0, uid))
+        service._apply(worker, 0, 1, msgs)
+        worker.hasher.close()
+        if (out / "f.bin").exists():
+            assert (out / "f.bin").read_bytes() == data
+            published += 1
+
+    feed()
+    assert published >= 50  # not vacuous: most hostile chunks are refused and the file arrives

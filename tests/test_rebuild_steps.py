@@ -224,3 +224,17 @@ def test_format_2_uploads_still_rebuild(service: Reconstructor) -> None:
     service._apply(service._new_worker(), 0, 1, v2)
     assert (service.output_dir / "v2.bin").read_bytes() == data
     assert not service.sink.of(RecordRejected)
+
+
+def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> None:
+    """A format-3 chunk names only its index: one past the last chunk, with the last chunk's
+    length, was once written beyond the file, which was then published longer than sent."""
+    data = os.urandom(3 * CHUNK + 5)
+    msgs = upload_records(data, "end.bin", CHUNK)
+    past = FakeMessage(b"x" * 5, wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "end.bin", len(data),
+                                                                      CHUNK), 7), 9, msgs[0].key())
+    assert len(past.headers()) == 3
+    service._apply(service._new_worker(), 0, 1, [msgs[0], past, *msgs[1:]])
+    [rejected] = service.sink.of(RecordRejected)
+    assert rejected.offset == 9 and rejected.reason == "chunk index 7 out of range (count 4)"
+    assert (service.output_dir / "end.bin").read_bytes() == data

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msi_tui.engine.digest import Hasher, new_hasher
-from msi_tui.engine.wire import RecordMeta, WireError
+from msi_tui.engine.wire import RecordMeta, WireError, check_index
 
 # Disk space is reserved ahead of the writes in steps: writing into reserved blocks costs
 # the kernel far less than allocating them page by page (a quarter of the CPU on ext4 here),
@@ -164,6 +164,10 @@ class Assembly:
         (few system calls, few hand-overs of the GIL); call flush() before relying on the
         bytes being in the staged file. A chunk ahead of the others is written at once.
         """
+        # Checked here, not only in decode: a format-3 chunk after the first names nothing but
+        # its index, and one past the end would be written beyond the file (or at an offset
+        # the filesystem refuses, which would read as a full disk and be retried for ever).
+        check_index(index, self.meta.count)
         if self.has(index):
             return False
         expected = self.meta.chunk_length(index)

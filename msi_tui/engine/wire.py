@@ -112,6 +112,12 @@ def next_chunk_index(headers: Sequence[tuple[str, bytes | None]] | None) -> int 
     return int(raw)
 
 
+def check_index(index: int, count: int) -> None:
+    """A chunk index must fall inside its file (indexes are parsed as non-negative)."""
+    if index >= count:
+        raise WireError(f"chunk index {index} out of range (count {count})")
+
+
 def end_headers(common: Headers, digest_hex: str) -> Headers:
     """The closing record's headers; the digest is the one `common`'s version names."""
     return common + [("msi.kind", b"end"), (VERSIONS[dict(common)["msi.v"]][1], digest_hex.encode())]
@@ -173,8 +179,7 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     index, digest = 0, ""
     if kind == "chunk":
         index = _int(fields, "msi.index")
-        if index >= count:
-            raise WireError(f"chunk index {index} out of range (count {count})")
+        check_index(index, count)
     elif kind == "end":
         digest = fields.get(digest_header, b"").decode("ascii", "replace")
         if not _HEX_DIGEST.fullmatch(digest):
