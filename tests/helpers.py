@@ -163,23 +163,23 @@ class Recorder:
 
 
 def upload_records(data: bytes, path: str, chunk: int, algorithm: str = "blake3", uid: str | None = None,
-                   partition: int = 0) -> list[FakeMessage]:
-    """One upload's records as the uploader sends them, offsets from 0."""
+                   partition: int = 0, digest: str | None = None) -> list[FakeMessage]:
+    """One upload's records as the uploader sends them, offsets from 0 (`digest`: the one
+    the end record claims, when not the data's own)."""
     uid = uid or uuid.uuid4().hex
     common = wire.file_headers(uid, path, len(data), chunk, algorithm)  # type: ignore[arg-type]
     count = wire.chunk_count(len(data), chunk)
     msgs = [FakeMessage(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), i, uid, partition)
             for i in range(count)]
-    return [*msgs, FakeMessage(b"", wire.end_headers(common, digest_of(data, algorithm)), count, uid, partition)]
+    end = wire.end_headers(common, digest or digest_of(data, algorithm))
+    return [*msgs, FakeMessage(b"", end, count, uid, partition)]
 
 
 def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> str:  # noqa: ANN001
     """Produce one file's records in our format straight from a Producer; returns its upload id."""
     uid = uuid.uuid4().hex
-    common = wire.file_headers(uid, path, len(data), chunk)
-    for i in range(wire.chunk_count(len(data), chunk)):
-        producer.produce(topic, data[i * chunk:(i + 1) * chunk], uid, headers=wire.chunk_headers(common, i))
-    producer.produce(topic, b"", uid, headers=wire.end_headers(common, digest or digest_of(data)))
+    for msg in upload_records(data, path, chunk, uid=uid, digest=digest):
+        producer.produce(topic, msg.value(), uid, headers=msg.headers())
     return uid
 
 

@@ -45,6 +45,7 @@ STUCK_AFTER_S = 5.0  # workers this long over IN_FLIGHT_BYTES (a full disk): pau
 COMMIT_METADATA_IDS = 120  # 32-char ids under the broker's 4 KiB offset metadata limit
 RECENTLY_PUBLISHED = 100_000  # upload ids remembered in memory; older ones are looked up
 ORPHANS_REMEMBERED = 1024  # per worker: uploads already reported as missing their first chunk
+_DISAGREES = "record disagrees with earlier records of the same upload"
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,7 @@ class Reconstructor:
         elif not self._goes_on(msg, worker, assembly):
             return
         elif not assembly.matches(meta):
-            self._reject(msg, "record disagrees with earlier records of the same upload")
+            self._reject(msg, _DISAGREES)
             return
         if meta.kind == "abort":
             self._drop(assembly, "withdrawn")
@@ -560,7 +561,7 @@ class Reconstructor:
         if assembly.meta.upload_id in worker.complete:
             return False
         if assembly.partition != msg.partition():
-            self._reject(msg, "record disagrees with earlier records of the same upload")
+            self._reject(msg, _DISAGREES)
             return False
         return True
 

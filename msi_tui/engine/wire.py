@@ -82,7 +82,7 @@ def is_power_of_two(n: int) -> bool:
 def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorithm: Algorithm = DEFAULT) -> Headers:
     """The headers shared by every record of one upload (built once per file)."""
     return [
-        ("msi", MAGIC),
+        _MAGIC_HEADER,
         ("msi.v", _VERSION_OF[algorithm]),
         ("msi.id", upload_id.encode()),
         ("msi.path", path.encode("utf-8")),
