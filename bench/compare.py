@@ -23,7 +23,8 @@ e2e, latency, memory.
                msi-tui records vs the same bare Consumer writing each record to its upload's
                file (the least a reconstructor must do with the bytes: one write each, no
                fsync, no digest, no checks) vs OpenMSIStream DataFileDownloadDirectory
-               reading what its own uploader produced.
+               reading what its own uploader produced. A last line gives the disk's own
+               time for the large file's bytes (1 MiB writes, fsync), Kafka aside.
   e2e          uploader watching an empty folder + reconstructor running, then the many
                files are copied in: first copy started -> last file verified/reconstructed.
   latency      1,000-byte files written one every --latency-gap s; per file, write -> the
@@ -32,7 +33,10 @@ e2e, latency, memory.
 
 Seconds are wall time from spawning the program to the fact (its exit for upload-file and
 UploadDataFile, its line for the last file otherwise), so startup and group joining count.
-MB/s is 10^6 bytes per second. With --repeat N each cell is the best of N runs.
+MB/s is 10^6 bytes per second. Each cell is the best of --repeat runs (default 3) for
+msi-tui and the bare clients, whose runs take seconds and vary by a third from one to the
+next on a small shared machine; OpenMSIStream's take minutes, so it runs --repeat-oms times
+(default 1).
 
 OpenMSIStream is installed from PyPI into bench/.venv-openmsistream (created on first use)
 and driven through its console scripts with a generated config file; if it cannot be made
@@ -600,7 +604,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big-gib", type=float, default=4.0, help="the memory run's file, GiB (default %(default)s)")
     p.add_argument("--chunks", default="16384,524288", help="chunk sizes (default %(default)s)")
     p.add_argument("--only", default="upload,reconstruct,e2e,latency,memory", help="parts to run (default: all)")
-    p.add_argument("--repeat", type=int, default=1, help="runs per cell, the best is shown (default %(default)s)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per cell of msi-tui and the bare clients, the best is shown (default %(default)s)")
+    p.add_argument("--repeat-oms", type=int, default=1, help="runs per cell of OpenMSIStream (default %(default)s)")
     p.add_argument("--latency-files", type=int, default=50)
     p.add_argument("--latency-gap", type=float, default=0.5, help="seconds between small files (default %(default)s)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after the ready lines before dropping files")
@@ -647,6 +653,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_oms:
             bench.setup_oms()
         tools = [MSI, BARE] + ([OMS] if bench.with_oms else [])
+
+        def runs_of(tool: str) -> int:
+            return args.repeat_oms if tool == OMS else args.repeat
+
         rc_tools = [MSI, BARE, BARE_WRITE] + ([OMS] if bench.with_oms else [])
         import confluent_kafka
 
@@ -678,16 +688,16 @@ def main(argv: list[str] | None = None) -> int:
                 for wname, src, many, nbytes, nfiles in workloads:
                     ups: dict[str, list[Result]] = {t: [] for t in tools}
                     rcs: dict[str, list[Result]] = {t: [] for t in rc_tools}
-                    for rep in range(args.repeat):
+                    for rep in range(max(args.repeat, args.repeat_oms)):
                         topics = {}
-                        for tool in tools:
+                        for tool in [t for t in tools if rep < runs_of(t)]:
                             fn = {MSI: bench.upload_msi, BARE: bench.upload_bare, OMS: bench.upload_oms}[tool]
                             print(f"upload {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                             r, topics[tool] = fn(src, many, cs)
                             ups[tool].append(r)
                             print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}", flush=True)
                         if "reconstruct" in parts:
-                            for tool in rc_tools:
+                            for tool in [t for t in rc_tools if rep < runs_of(t)]:
                                 print(f"reconstruct {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                                 if tool == MSI:
                                     r = bench.reconstruct_msi(topics[MSI], nfiles)
@@ -713,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
             if rc_rows:
                 report += print_table("reconstruct (bare and bare+write read msi-tui's records; openmsistream reads its own)",
                                       hdr, rc_rows)
+                line = disk_floor(run_dir / "disk-floor.bin", large_bytes)
+                print(line, flush=True)
+                report.append(line)
 
         if "e2e" in parts:
             rows = []
@@ -720,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
                 res = {}
                 for tool in [t for t in tools if t != BARE]:
                     runs = []
-                    for rep in range(args.repeat):
+                    for rep in range(runs_of(tool)):
                         print(f"e2e {args.files} files {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                         r = bench.e2e(tool, many_dir, cs)
                         print(f"  -> {f(r.seconds, '.1f')} s {r.note}", flush=True)
@@ -796,6 +809,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {run_dir}")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def disk_floor(path: Path, nbytes: int) -> str:
+    """What writing `nbytes` into one file costs here, Kafka aside: 1 MiB writes, then an
+    fsync; twice, because the second run reuses the memory the first one just freed, and on
+    a VM that hands freed memory back to its host the difference is large."""
+    block = os.urandom(MIB)
+    times = []
+    for _ in range(2):
+        t = time.monotonic()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for _ in range(nbytes // MIB):
+                os.write(fd, block)
+            cached = time.monotonic() - t
+            os.fsync(fd)
+            times.append((cached, time.monotonic() - t))
+        finally:
+            os.close(fd)
+            path.unlink()
+    (c1, d1), (c2, d2) = times
+    return (f"disk (info): {nbytes // MIB} MiB in 1 MiB writes, then fsync: in the page cache after {c1:.2f} s, "
+            f"on disk after {d1:.2f} s; again at once (pages just freed) {c2:.2f} s and {d2:.2f} s")
 
 
 def _byte_compile_msi_tui() -> None:
