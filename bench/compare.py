@@ -813,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def disk_floor(path: Path, nbytes: int) -> str:
     """What writing `nbytes` into one file costs here, Kafka aside: 1 MiB writes, then an
-    fsync; twice, because the second run reuses the memory the first one just freed, and on
-    a VM that hands freed memory back to its host the difference is large."""
+    fsync. Twice in a row, because on a VM that hands freed memory back to its host the same
+    write can take several times longer one time than the next."""
     block = os.urandom(MIB)
     times = []
     for _ in range(2):
@@ -831,7 +831,7 @@ def disk_floor(path: Path, nbytes: int) -> str:
             path.unlink()
     (c1, d1), (c2, d2) = times
     return (f"disk (info): {nbytes // MIB} MiB in 1 MiB writes, then fsync: in the page cache after {c1:.2f} s, "
-            f"on disk after {d1:.2f} s; again at once (pages just freed) {c2:.2f} s and {d2:.2f} s")
+            f"on disk after {d1:.2f} s; the same again at once: {c2:.2f} s and {d2:.2f} s")
 
 
 def _byte_compile_msi_tui() -> None:
