@@ -227,8 +227,13 @@ def run(args: argparse.Namespace) -> int:
 
         return run_app_command(args, log_path)
     if args.command == "upload" and not args.folder.is_dir():
+        if args.folder.is_file():  # the two commands are easily swapped
+            raise OperatorError(f"{args.folder} is a file, not a folder to watch: "
+                                f"`msi-tui upload-file {args.folder}` sends it")
         raise OperatorError(f"folder to watch does not exist: {args.folder}")
     if args.command == "upload-file" and not args.file.is_file():
+        if args.file.is_dir():
+            raise OperatorError(f"{args.file} is a folder: `msi-tui upload {args.file}` sends the files in it")
         raise OperatorError(f"no such file: {args.file}")
     if args.command in ("upload", "reconstruct") and _wants_app(args):
         from msi_tui.launch import run_app_command

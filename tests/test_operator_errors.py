@@ -39,6 +39,13 @@ def test_missing_folder(tmp_path: Path) -> None:
     assert_clean_error(cli("upload", str(tmp_path / "gone"), "--headless"), "does not exist", "gone")
 
 
+def test_file_and_folder_commands_swapped(tmp_path: Path) -> None:
+    f = tmp_path / "trace.trc"
+    f.write_bytes(b"x")
+    assert_clean_error(cli("upload-file", str(tmp_path)), "is a folder", f"msi-tui upload {tmp_path}")
+    assert_clean_error(cli("upload", str(f), "--headless"), "is a file", f"msi-tui upload-file {f}")
+
+
 def test_unreachable_broker_fails_within_15_seconds(tmp_path: Path) -> None:
     f = tmp_path / "x"
     f.write_bytes(b"x")
