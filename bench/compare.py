@@ -35,8 +35,8 @@ Seconds are wall time from spawning the program to the fact (its exit for upload
 UploadDataFile, its line for the last file otherwise), so startup and group joining count.
 MB/s is 10^6 bytes per second. Each cell is the best of --repeat runs (default 3) for
 msi-tui and the bare clients, whose runs take seconds and vary by a third from one to the
-next on a small shared machine; OpenMSIStream's take minutes, so it runs --repeat-oms times
-(default 1).
+next on a small shared machine; they take turns at going first. OpenMSIStream's runs take
+minutes, so it runs --repeat-oms times (default 1), after the others.
 
 OpenMSIStream is installed from PyPI into bench/.venv-openmsistream (created on first use)
 and driven through its console scripts with a generated config file; if it cannot be made
@@ -657,6 +657,13 @@ def main(argv: list[str] | None = None) -> int:
         def runs_of(tool: str) -> int:
             return args.repeat_oms if tool == OMS else args.repeat
 
+        def in_turn(names: list[str], rep: int) -> list[str]:
+            """The tools of run `rep`, msi-tui and the bare clients taking turns at going
+            first: a run right after another one is measurably faster or slower here."""
+            quick = [t for t in names if t != OMS]
+            k = rep % len(quick)
+            return [t for t in quick[k:] + quick[:k] + [OMS] if t in names and rep < runs_of(t)]
+
         rc_tools = [MSI, BARE, BARE_WRITE] + ([OMS] if bench.with_oms else [])
         import confluent_kafka
 
@@ -690,14 +697,14 @@ def main(argv: list[str] | None = None) -> int:
                     rcs: dict[str, list[Result]] = {t: [] for t in rc_tools}
                     for rep in range(max(args.repeat, args.repeat_oms)):
                         topics = {}
-                        for tool in [t for t in tools if rep < runs_of(t)]:
+                        for tool in in_turn(tools, rep):
                             fn = {MSI: bench.upload_msi, BARE: bench.upload_bare, OMS: bench.upload_oms}[tool]
                             print(f"upload {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                             r, topics[tool] = fn(src, many, cs)
                             ups[tool].append(r)
                             print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}", flush=True)
                         if "reconstruct" in parts:
-                            for tool in [t for t in rc_tools if rep < runs_of(t)]:
+                            for tool in in_turn(rc_tools, rep):
                                 print(f"reconstruct {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                                 if tool == MSI:
                                     r = bench.reconstruct_msi(topics[MSI], nfiles)
