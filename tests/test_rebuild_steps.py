@@ -67,27 +67,106 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
         os.close(fd)
 
 
+def staged_assembly(path: Path, content: bytes, chunk: int = CHUNK) -> Assembly:
+    common = wire.file_headers(uuid.uuid4().hex, "f.bin", len(content), chunk)
+    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 30)
+    a = Assembly(meta, 0, 0, os.open(path, os.O_RDWR | os.O_CREAT), path)
+    a.expected_digest = meta.digest
+    return a
+
+
+def write_all(a: Assembly, content: bytes, order: list[int] | None = None) -> None:
+    size = a.meta.chunk_size
+    for index in range(a.meta.count) if order is None else order:
+        a.write(index, content[index * size:(index + 1) * size])
+    a.flush()
+
+
+def test_aligned_runs_bypass_the_page_cache(tmp_path: Path) -> None:
+    if not assembly_module.O_DIRECT:
+        pytest.skip("no O_DIRECT on this system")
+    content = os.urandom(3 * (1 << 20) + 3 * CHUNK + 5)  # runs of 1 MiB, a buffered tail
+    path = tmp_path / "staged"
+    a = staged_assembly(path, content)
+    try:
+        write_all(a, content)
+        if not a.direct:
+            pytest.skip("the filesystem of the temporary folder refuses O_DIRECT")
+        assert pages_in_memory(path, 0, 3 << 20) == 0
+        assert pages_in_memory(path, 3 << 20) > 0  # the unaligned tail went through the cache
+        assert a.verified() and path.read_bytes() == content
+    finally:
+        os.close(a.fd)
+
+
+def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = assembly_module.fcntl.fcntl
+    refused = []
+
+    def fcntl(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == assembly_module.fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
+    monkeypatch.setattr(assembly_module, "O_DIRECT", 0o40000)  # (as on Linux/x86, even where there is none)
+    content = os.urandom(40 * CHUNK)
+    a = staged_assembly(tmp_path / "staged", content)
+    try:
+        write_all(a, content)
+        assert len(refused) == 1 and not a.direct  # asked once, then buffered
+        assert a.verified() and (tmp_path / "staged").read_bytes() == content
+    finally:
+        os.close(a.fd)
+
+
+def test_direct_writes_cope_with_refusals_and_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short direct write goes on from where it stopped; EINVAL for a direct write (block
+    size larger than a page, say) turns the file to buffered writes, with nothing lost."""
+    real = os.pwrite
+    calls = iter(["short", "unaligned", "einval"])
+
+    def pwrite(fd: int, data, offset: int) -> int:  # noqa: ANN001
+        how = next(calls, "")
+        if how == "short":
+            return real(fd, data[:DIRECT], offset)
+        if how == "unaligned":  # (a direct write of 100 bytes would be refused: say only 100 were written)
+            real(fd, data, offset)
+            return 100
+        if how == "einval":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    DIRECT = assembly_module.DIRECT_ALIGN
+    monkeypatch.setattr(assembly_module.os, "pwrite", pwrite)
+    content = os.urandom(5 * (1 << 20))
+    a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
+    try:
+        write_all(a, content, order=[1, 0, *range(2, a.meta.count)])  # chunk 1 ahead of chunk 0
+        assert next(calls, "done") == "done"
+        assert a.verified() and (tmp_path / "staged").read_bytes() == content
+    finally:
+        os.close(a.fd)
+
+
 def test_a_large_file_leaves_the_page_cache_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where writes are buffered (no O_DIRECT, or runs off the page boundary)."""
+    monkeypatch.setattr(assembly_module, "O_DIRECT", 0)
     step = 64 * CHUNK
     monkeypatch.setattr(assembly_module, "PREALLOCATE_STEP", step)
     monkeypatch.setattr(assembly_module, "WRITE_RUN_CHUNKS", 16)  # runs shorter than a step, as with 16 KiB chunks
     content = os.urandom(5 * step)
-    common = wire.file_headers(uuid.uuid4().hex, "f.bin", len(content), CHUNK)
-    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 30)
     path = tmp_path / "staged"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    a = staged_assembly(path, content)
     try:
-        a = Assembly(meta, 0, 0, fd, path)
-        for index in range(meta.count):
-            a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
-        a.flush()
+        write_all(a, content)
         # Writing the fifth step released the first three: on disk, out of memory.
         assert pages_in_memory(path, 0, 3 * step) == 0
         assert pages_in_memory(path, 4 * step) > 0  # (so the check above can fail)
-        a.expected_digest = meta.digest
         assert a.verified() and path.read_bytes() == content
     finally:
-        os.close(fd)
+        os.close(a.fd)
 
 
 def test_a_batch_leaves_its_chunks_on_disk_before_its_offset_counts(service: Reconstructor) -> None:
