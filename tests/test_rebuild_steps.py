@@ -121,32 +121,64 @@ def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, mon
         os.close(a.fd)
 
 
-def test_direct_writes_cope_with_refusals_and_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A short direct write goes on from where it stopped; EINVAL for a direct write (block
-    size larger than a page, say) turns the file to buffered writes, with nothing lost."""
+def test_direct_writes_cope_with_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short direct write goes on from where it stopped; one that leaves a rest off the
+    page boundary (which O_DIRECT refuses) turns the file to buffered writes, losing nothing."""
     real = os.pwrite
-    calls = iter(["short", "unaligned", "einval"])
+    calls = iter(["short", "unaligned"])
 
     def pwrite(fd: int, data, offset: int) -> int:  # noqa: ANN001
         how = next(calls, "")
         if how == "short":
-            return real(fd, data[:DIRECT], offset)
+            return real(fd, data[:assembly_module.DIRECT_ALIGN], offset)
         if how == "unaligned":  # (a direct write of 100 bytes would be refused: say only 100 were written)
             real(fd, data, offset)
             return 100
-        if how == "einval":
-            raise OSError(errno.EINVAL, "Invalid argument")
         return real(fd, data, offset)
 
-    DIRECT = assembly_module.DIRECT_ALIGN
     monkeypatch.setattr(assembly_module.os, "pwrite", pwrite)
     content = os.urandom(5 * (1 << 20))
     a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
     try:
         write_all(a, content, order=[1, 0, *range(2, a.meta.count)])  # chunk 1 ahead of chunk 0
         assert next(calls, "done") == "done"
+        assert not a.direct or not assembly_module.O_DIRECT
         assert a.verified() and (tmp_path / "staged").read_bytes() == content
     finally:
+        os.close(a.fd)
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EINVAL])
+def test_a_failed_handed_over_write_is_written_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     error: int) -> None:
+    """The writer thread's failure reaches the rebuilding thread at settle, which writes the
+    run again: ENOSPC raises until there is room (the run kept meanwhile), EINVAL (a direct
+    write the filesystem refuses) turns to buffered writes at once."""
+    real = os.pwrite
+    failures = [error, error] if error == errno.ENOSPC else [error]
+
+    def pwrite(fd: int, data, offset: int) -> int:  # noqa: ANN001
+        if failures and offset == 0:  # the first run: by the writer, then again by settle
+            raise OSError(failures.pop(), "refused")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(assembly_module.os, "pwrite", pwrite)
+    writer = assembly_module.DiskWriter("test-write")
+    content = os.urandom(3 << 20)
+    a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
+    a.writer = writer
+    try:
+        for index in range(a.meta.count):
+            a.write(index, content[index * a.meta.chunk_size:(index + 1) * a.meta.chunk_size])
+        a.flush()
+        if error == errno.ENOSPC:
+            with pytest.raises(OSError):
+                a.settle()  # the writer's write failed, and writing it again here too
+        a.settle()
+        assert not failures and a.direct == (error != errno.EINVAL)
+        assert a.verified() and (tmp_path / "staged").read_bytes() == content
+    finally:
+        writer.close()
         os.close(a.fd)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from msi_tui.engine import digest, wire
-from msi_tui.engine.assembly import Assembly, HashPipe
+from msi_tui.engine.assembly import Assembly, DiskWriter, HashPipe
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
@@ -72,6 +72,7 @@ class _Worker:
 
     decode: wire.Decoder
     hasher: HashPipe
+    writer: DiskWriter
     # Uploads the current batch wrote to (a run may wait to be written) and the bytes it
     # wrote: the counters shown are brought up to date once a batch, not once a chunk.
     touched: dict[str, Assembly] = field(default_factory=dict)
@@ -279,9 +280,11 @@ class Reconstructor:
                         self._in_flight -= batch.size
                         self._flow.notify_all()
         worker.hasher.close()
+        worker.writer.close()
 
     def _new_worker(self) -> _Worker:
-        return _Worker(wire.Decoder(self.settings.max_file_size), HashPipe(f"{threading.current_thread().name}-hash"))
+        name = threading.current_thread().name
+        return _Worker(wire.Decoder(self.settings.max_file_size), HashPipe(f"{name}-hash"), DiskWriter(f"{name}-write"))
 
     def _owns(self, partition: int, generation: int) -> bool:
         return self._owned.get(partition) == generation
@@ -339,9 +342,13 @@ class Reconstructor:
         return False
 
     def _write_runs(self, worker: _Worker) -> None:
-        for uid, assembly in worker.touched.items():
-            if self._assemblies.get(uid) is assembly:  # not finished, withdrawn or handed over
-                assembly.flush()
+        """Have the batch's chunks in their staged files before its offset counts."""
+        # (Those not withdrawn or handed over meanwhile.)
+        live = [a for uid, a in worker.touched.items() if self._assemblies.get(uid) is a]
+        for assembly in live:
+            assembly.flush()
+        for assembly in live:  # (after all are handed over: the writes overlap the flushing)
+            assembly.settle()
 
     def _output_blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
@@ -450,6 +457,7 @@ class Reconstructor:
                 self._lag.pop(p, None)
                 self._committed_at_assign.pop(p, None)
         for a in dropped:
+            a.abandon()
             self.output.discard_staged(a.fd, a.staged)
             with self.stats.lock:
                 self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
@@ -519,7 +527,8 @@ class Reconstructor:
             if meta.kind != "chunk" or self._finished(uid):
                 return  # a replay of a finished upload, or a withdrawn one we never started
             fd, staged = self.output.open_staged(uid)
-            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, hasher=worker.hasher)
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, hasher=worker.hasher,
+                                writer=worker.writer)
             with self._lock:
                 self._assemblies[uid] = assembly
             with self.stats.lock:
@@ -584,6 +593,7 @@ class Reconstructor:
     def _drop(self, assembly: Assembly, state: str) -> None:
         with self._lock:
             self._assemblies.pop(assembly.meta.upload_id, None)
+        assembly.abandon()
         self.output.discard_staged(assembly.fd, assembly.staged)
         with self.stats.lock:
             self.stats.table.update(assembly.meta.upload_id, state=state, finished=time.time())
