@@ -160,7 +160,7 @@ class DiskWriter:
             try:
                 pwrite_all(fd, view, offset)
                 write.set_result(None)
-            except OSError as exc:
+            except Exception as exc:  # (whatever it is, the rebuilding thread waiting for it hears of it)
                 write.set_exception(exc)
             finally:
                 self._free.put(view.obj)  # (the buffer itself, not the part filled)
