@@ -168,9 +168,7 @@ def test_a_failed_handed_over_write_is_written_again(tmp_path: Path, monkeypatch
     a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
     a.writer = writer
     try:
-        for index in range(a.meta.count):
-            a.write(index, content[index * a.meta.chunk_size:(index + 1) * a.meta.chunk_size])
-        a.flush()
+        write_all(a, content)
         if error == errno.ENOSPC:
             with pytest.raises(OSError):
                 a.settle()  # the writer's write failed, and writing it again here too
