@@ -851,7 +851,7 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     it (from one aligned buffer), fsynced and linked under its name; the folder synced at the
     end; `threads` at once. Also what creating that many empty files costs: on ext4 without a
     journal (this machine's disk) a new inode is looked for past every one freed in the last
-    12 hours, so deleting many files makes creating them slower for the rest of the day."""
+    half hour and more (measured here), so deleting many files makes creating new ones slower long after."""
     staging, final = folder / "staging", folder / "final"
     staging.mkdir(parents=True)
     final.mkdir()
