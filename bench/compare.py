@@ -850,8 +850,8 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     aside: each created in a staging folder, written with O_DIRECT where the filesystem takes
     it (from one aligned buffer), fsynced and linked under its name; the folder synced at the
     end; `threads` at once. Also what creating that many empty files costs: on ext4 without a
-    journal (this machine's disk) a new inode is looked for past every one freed in the last
-    half hour and more (measured here), so deleting many files makes creating new ones slower long after."""
+    journal (this machine's disk) a new inode is looked for past those freed half an hour and
+    more before (measured here), so deleting many files slows creating new ones long after."""
     staging, final = folder / "staging", folder / "final"
     staging.mkdir(parents=True)
     final.mkdir()
@@ -859,14 +859,22 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     for i in range(files):
         os.close(os.open(folder / f"empty-{i}", os.O_WRONLY | os.O_CREAT, 0o644))
     create_s = time.monotonic() - t
-    direct = getattr(os, "O_DIRECT", 0)
+    # Whole pages only, as msi-tui writes directly (a file's tail off the page goes buffered).
+    direct = getattr(os, "O_DIRECT", 0) if file_bytes % 4096 == 0 else 0
     try:
         os.close(os.open(staging / "probe", os.O_WRONLY | os.O_CREAT | direct, 0o644))
     except OSError:
-        direct = 0  # (tmpfs and others: written through the page cache then)
+        direct = 0  # (a filesystem without direct I/O: written through the page cache then)
     data = os.urandom(MIB)
+    errors: list[OSError] = []
 
     def write(first: int) -> None:
+        try:
+            write_files(first)
+        except OSError as exc:
+            errors.append(exc)
+
+    def write_files(first: int) -> None:
         buf = mmap.mmap(-1, MIB)  # page aligned, as O_DIRECT needs
         buf[:] = data
         for i in range(first, files, threads):
@@ -896,6 +904,8 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     finally:
         os.close(dir_fd)
     write_s = time.monotonic() - t
+    if errors:
+        return f"disk (info): writing {files} files as a reconstructor must failed: {errors[0]}"
     how = "O_DIRECT" if direct else "buffered"
     return (f"disk (info): {files} files of {file_bytes / MIB:g} MiB written as a reconstructor must (created, {how} "
             f"1 MiB writes, fsync, link; {threads} threads; no Kafka, no digest): {write_s:.2f} s; "
