@@ -40,33 +40,6 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reconstructor:
     return service
 
 
-@settings(max_examples=300, deadline=None)
-@given(size=st.integers(min_value=0, max_value=40 * CHUNK), data=st.data())
-def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pytest.TempPathFactory, size: int,
-                                                          data: st.DataObject) -> None:
-    content = os.urandom(size)
-    common = wire.file_headers(uuid.uuid4().hex, "f.bin", size, CHUNK)
-    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 20)
-    count = meta.count
-    order = data.draw(st.permutations(range(count)))
-    replays = data.draw(st.lists(st.integers(0, max(0, count - 1)), max_size=5)) if count else []
-    flushes = set(data.draw(st.lists(st.integers(0, count + 5), max_size=4)))
-    path = tmp_path_factory.mktemp("a") / "staged"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    try:
-        a = Assembly(meta, 0, 0, fd, path)
-        for step, index in enumerate([*order, *replays]):
-            a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
-            if step in flushes:
-                a.flush()
-        a.expected_digest = meta.digest
-        a.flush()
-        assert a.complete and a.verified()
-        assert path.read_bytes() == content
-    finally:
-        os.close(fd)
-
-
 def staged_assembly(path: Path, content: bytes, chunk: int = CHUNK) -> Assembly:
     common = wire.file_headers(uuid.uuid4().hex, "f.bin", len(content), chunk)
     meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 30)
@@ -80,6 +53,29 @@ def write_all(a: Assembly, content: bytes, order: list[int] | None = None) -> No
     for index in range(a.meta.count) if order is None else order:
         a.write(index, content[index * size:(index + 1) * size])
     a.flush()
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(min_value=0, max_value=40 * CHUNK), data=st.data())
+def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pytest.TempPathFactory, size: int,
+                                                          data: st.DataObject) -> None:
+    content = os.urandom(size)
+    count = wire.chunk_count(size, CHUNK)
+    order = data.draw(st.permutations(range(count)))
+    replays = data.draw(st.lists(st.integers(0, max(0, count - 1)), max_size=5)) if count else []
+    flushes = set(data.draw(st.lists(st.integers(0, count + 5), max_size=4)))
+    path = tmp_path_factory.mktemp("a") / "staged"
+    a = staged_assembly(path, content)
+    try:
+        for step, index in enumerate([*order, *replays]):
+            a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
+            if step in flushes:
+                a.flush()
+        a.flush()
+        assert a.complete and a.verified()
+        assert path.read_bytes() == content
+    finally:
+        os.close(a.fd)
 
 
 def test_aligned_runs_bypass_the_page_cache(tmp_path: Path) -> None:
