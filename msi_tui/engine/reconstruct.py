@@ -457,10 +457,7 @@ class Reconstructor:
                 self._lag.pop(p, None)
                 self._committed_at_assign.pop(p, None)
         for a in dropped:
-            a.abandon()
-            self.output.discard_staged(a.fd, a.staged)
-            with self.stats.lock:
-                self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
+            self._drop(a, "handed over")
 
     def _leave(self, consumer: Consumer) -> None:
         """Finish what the workers hold, commit, leave the group, stop the workers."""
@@ -591,6 +588,7 @@ class Reconstructor:
         return uid in self._published or bool(self._journal and self._journal.seen(uid))
 
     def _drop(self, assembly: Assembly, state: str) -> None:
+        """Forget an unfinished upload and its staged file, once its handed-over writes are done."""
         with self._lock:
             self._assemblies.pop(assembly.meta.upload_id, None)
         assembly.abandon()
