@@ -278,12 +278,14 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
         assert (service.output_dir / name).read_bytes() == data
 
 
+@pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (HashPipe)
 @pytest.mark.parametrize(("algorithm", "name"), [("blake3", "BLAKE3"), ("sha256", "SHA-256")])
-def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str) -> None:
-    data = os.urandom(3 * CHUNK + 5)
-    good = file_records(data, "good.bin", algorithm)
-    bad = file_records(data, "bad.bin", algorithm)
-    bad[1] = FakeMessage(bytes(CHUNK), bad[1].headers(), 1, bad[1].key())  # a chunk that changed on the way
+def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str,
+                                                     chunk: int) -> None:
+    data = os.urandom(3 * chunk + 5)
+    good = upload_records(data, "good.bin", chunk, algorithm)
+    bad = upload_records(data, "bad.bin", chunk, algorithm)
+    bad[1] = FakeMessage(bytes(chunk), bad[1].headers(), 1, bad[1].key())  # a chunk that changed on the way
     service._apply(service._new_worker(), 0, 1, good + bad)
     assert (service.output_dir / "good.bin").read_bytes() == data
     assert not (service.output_dir / "bad.bin").exists()

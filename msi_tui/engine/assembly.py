@@ -167,6 +167,7 @@ class DiskWriter:
 
 
 HASH_FEED_BYTES = 1 << 20  # chunks handed to the HashPipe at a time
+JOIN_CHUNKS_BELOW = 64 << 10  # (see HashPipe._run)
 WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
 WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
 
@@ -208,8 +209,13 @@ class HashPipe:
                 if not self._items:
                     return
                 digest, chunks, size = self._items.popleft()
-            # One update per feed: each call lets go of the GIL and must win it back.
-            digest.update(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            # Small chunks are joined, one update per feed: each call lets go of the GIL and
+            # must win it back. Large ones are hashed one by one: joining them is a copy.
+            if size // len(chunks) >= JOIN_CHUNKS_BELOW:
+                for chunk in chunks:
+                    digest.update(chunk)
+            else:
+                digest.update(b"".join(chunks))
             with self._cv:
                 self._queued -= size
                 self._cv.notify_all()
