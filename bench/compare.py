@@ -536,7 +536,9 @@ def bare_consume(bootstrap: str, topic: str, group: str, records: int, out: str 
     seen = 0
     nbytes = 0
     while seen < records:
-        for msg in consumer.consume(500, 0.2):
+        # As msi-tui does: what is here now, else the next record (no waiting out the
+        # timeout for a batch that cannot fill).
+        for msg in consumer.consume(500, 0) or consumer.consume(1, 0.2):
             if msg.error() is None:
                 seen += 1
                 value = msg.value() or b""

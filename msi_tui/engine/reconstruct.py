@@ -208,7 +208,10 @@ class Reconstructor:
                 if want_paused != paused or (paused and reassigned):
                     paused = want_paused
                     (consumer.pause if paused else consumer.resume)(consumer.assignment())
-                messages = consumer.consume(batch, 0.2)
+                # What is here now, else the next record as soon as it comes: consume(n, t)
+                # waits out t for a batch it cannot fill (the end of a transfer, a small
+                # file), which cost up to 0.2 s each time.
+                messages = consumer.consume(batch, 0) or consumer.consume(1, 0.2)
                 if messages:
                     nbytes = self._dispatch(messages)
                     # Size the next batch by bytes, not records: 500 records of 512 KiB
