@@ -524,7 +524,7 @@ def bare_consume(bootstrap: str, topic: str, group: str, records: int, out: str 
     file at the upload's empty closing record: the bytes reach files, nothing more."""
     from confluent_kafka import Consumer
 
-    from msi_tui.engine.kafka_clients import consumer_settings
+    from msi_tui.engine.kafka_clients import consumer_settings, take_records
 
     conf = consumer_settings(_config(bootstrap), group)
     conf.pop("logger", None)
@@ -536,9 +536,7 @@ def bare_consume(bootstrap: str, topic: str, group: str, records: int, out: str 
     seen = 0
     nbytes = 0
     while seen < records:
-        # As msi-tui does: what is here now, else the next record (no waiting out the
-        # timeout for a batch that cannot fill).
-        for msg in consumer.consume(500, 0) or consumer.consume(1, 0.2):
+        for msg in take_records(consumer, 500, 0.2):  # (as msi-tui reads)
             if msg.error() is None:
                 seen += 1
                 value = msg.value() or b""
@@ -871,28 +869,25 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     errors: list[OSError] = []
 
     def write(first: int) -> None:
-        try:
-            write_files(first)
-        except OSError as exc:
-            errors.append(exc)
-
-    def write_files(first: int) -> None:
         buf = mmap.mmap(-1, MIB)  # page aligned, as O_DIRECT needs
         buf[:] = data
-        for i in range(first, files, threads):
-            staged = staging / f"{i}.part"
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | direct, 0o644)
-            try:
-                left = file_bytes
-                while left:
-                    n = min(left, MIB)
-                    os.write(fd, memoryview(buf)[:n] if direct else data[:n])
-                    left -= n
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.link(staged, final / f"file-{i}")
-            os.unlink(staged)
+        try:
+            for i in range(first, files, threads):
+                staged = staging / f"{i}.part"
+                fd = os.open(staged, os.O_WRONLY | os.O_CREAT | direct, 0o644)
+                try:
+                    left = file_bytes
+                    while left:
+                        n = min(left, MIB)
+                        os.write(fd, memoryview(buf)[:n] if direct else data[:n])
+                        left -= n
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.link(staged, final / f"file-{i}")
+                os.unlink(staged)
+        except OSError as exc:
+            errors.append(exc)
 
     t = time.monotonic()
     workers = [threading.Thread(target=write, args=(k,)) for k in range(threads)]

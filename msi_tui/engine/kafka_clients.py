@@ -11,7 +11,7 @@ import logging
 import re
 import time
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from msi_tui.engine.config import ClusterConfig
@@ -89,6 +89,13 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
     # OpenMSIStream's "create_new" asks for a random group per run; we keep ours stable.
     settings["group.id"] = group_id or (configured_group if configured_group != "create_new" else "")
     return settings
+
+
+def take_records(consumer: Consumer, batch: int, wait: float) -> list[Message]:
+    """Up to `batch` records that are here now, else the next one within `wait` seconds.
+    (consume(batch, wait) waits out `wait` for a batch it cannot fill: the end of a
+    transfer, a small file, each held up to `wait`.)"""
+    return consumer.consume(batch, 0) or consumer.consume(1, wait)
 
 
 def admin_settings(config: ClusterConfig) -> dict:

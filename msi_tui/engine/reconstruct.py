@@ -29,7 +29,8 @@ from msi_tui.engine.assembly import Assembly, DiskWriter, HashPipe
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
-from msi_tui.engine.kafka_clients import check_reachable, consumer_settings, describe_kafka_error, ensure_topic
+from msi_tui.engine.kafka_clients import (check_reachable, consumer_settings, describe_kafka_error, ensure_topic,
+                                         take_records)
 from msi_tui.engine.output import ConflictPolicy, OutputFolder, Staged, UnsafePath
 from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
 from msi_tui.errors import OperatorError
@@ -208,10 +209,7 @@ class Reconstructor:
                 if want_paused != paused or (paused and reassigned):
                     paused = want_paused
                     (consumer.pause if paused else consumer.resume)(consumer.assignment())
-                # What is here now, else the next record as soon as it comes: consume(n, t)
-                # waits out t for a batch it cannot fill (the end of a transfer, a small
-                # file), which cost up to 0.2 s each time.
-                messages = consumer.consume(batch, 0) or consumer.consume(1, 0.2)
+                messages = take_records(consumer, batch, 0.2)
                 if messages:
                     nbytes = self._dispatch(messages)
                     # Size the next batch by bytes, not records: 500 records of 512 KiB
