@@ -694,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads = [("1 file", big, 0, large_bytes, 1), (f"{args.files} files", many_dir, args.files, many_bytes, args.files)]
         if parts & {"upload", "reconstruct"}:
             up_rows, rc_rows = [], []
+            rc_best: dict[tuple[str, int], tuple[float | None, float | None]] = {}
             for cs in chunks:
                 for wname, src, many, nbytes, nfiles in workloads:
                     ups: dict[str, list[Result]] = {t: [] for t in tools}
@@ -722,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                         if not any(res.values()) or not res[MSI]:
                             continue
                         b = {t: best(v) for t, v in res.items()}
+                        if rows is rc_rows:
+                            rc_best[(wname, cs)] = (b[MSI].seconds, b[BARE].seconds)
                         for tool in res:
                             r = b[tool]
                             rows.append([wname, str(cs), tool, f(r.seconds, "7.1f"), f(mbps(nbytes, r), "8.1f"),
@@ -733,8 +736,14 @@ def main(argv: list[str] | None = None) -> int:
             if rc_rows:
                 report += print_table("reconstruct (bare and bare+write read msi-tui's records; openmsistream reads its own)",
                                       hdr, rc_rows)
-                for line in (disk_floor(run_dir / "disk-floor.bin", large_bytes),
-                             files_floor(run_dir / "files-floor", args.files, file_bytes)):
+                lines = [disk_floor(run_dir / "disk-floor.bin", large_bytes)]
+                for wname, _src, many, nbytes, nfiles in workloads:
+                    floor_s, text = files_floor(run_dir / f"files-floor-{nfiles}", nfiles, nbytes // nfiles,
+                                                threads=5 if many else 1)
+                    lines.append(text)
+                    lines += [against_disk(wname, cs, floor_s, *rc_best[(wname, cs)])
+                              for cs in chunks if (wname, cs) in rc_best]
+                for line in lines:
                     print(line, flush=True)
                     report.append(line)
 
@@ -845,13 +854,15 @@ def disk_floor(path: Path, nbytes: int) -> str:
             f"on disk after {d1:.2f} s; the same again at once: {c2:.2f} s and {d2:.2f} s")
 
 
-def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> str:
+def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> tuple[float | None, str]:
     """What writing `files` files costs here the way a reconstructor must, Kafka and digests
     aside: each created in a staging folder, written with O_DIRECT where the filesystem takes
     it (from one aligned buffer), fsynced and linked under its name; the folder synced at the
-    end; `threads` at once. Also what creating that many empty files costs: on ext4 without a
-    journal (this machine's disk) a new inode is looked for past those freed half an hour and
-    more before (measured here), so deleting many files slows creating new ones long after."""
+    end; `threads` at once (one file is rebuilt by one thread). Also what creating that many
+    empty files costs: on ext4 without a journal (this machine's disk) a new inode is looked
+    for past those freed half an hour and more before (measured here), so deleting many
+    files slows creating new ones long after. Returns the writing's seconds (None if it
+    failed) and a line saying all that."""
     staging, final = folder / "staging", folder / "final"
     staging.mkdir(parents=True)
     final.mkdir()
@@ -902,11 +913,25 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
         os.close(dir_fd)
     write_s = time.monotonic() - t
     if errors:
-        return f"disk (info): writing {files} files as a reconstructor must failed: {errors[0]}"
+        return None, f"disk (info): writing {files} files as a reconstructor must failed: {errors[0]}"
     how = "O_DIRECT" if direct else "buffered"
-    return (f"disk (info): {files} files of {file_bytes / MIB:g} MiB written as a reconstructor must (created, {how} "
-            f"1 MiB writes, fsync, link; {threads} threads; no Kafka, no digest): {write_s:.2f} s; "
-            f"creating {files} empty files there: {create_s:.2f} s")
+    return write_s, (f"disk (info): {files} file{'s' * (files != 1)} of {file_bytes / MIB:g} MiB written as a "
+                     f"reconstructor must (created, {how} 1 MiB writes, fsync, link; {threads} "
+                     f"thread{'s' * (threads != 1)}; no Kafka, no digest): {write_s:.2f} s; "
+                     f"creating {files} empty file{'s' * (files != 1)} there: {create_s:.2f} s")
+
+
+def against_disk(workload: str, cs: int, floor_s: float | None, msi_s: float | None, bare_s: float | None) -> str:
+    """One reconstruct workload set against the disk: where writing the bytes durably takes
+    longer than the bare consumer takes to read them, no reconstructor can keep up with it."""
+    if floor_s is None or msi_s is None:
+        return f"disk-bound (info): {workload}, {cs} B: not compared (a run failed)"
+    verdict = ""
+    if bare_s is not None:
+        verdict = ("; slower than the bare consumer: no reconstructor keeps up with it here" if floor_s > bare_s
+                   else "; faster than the bare consumer")
+    return (f"disk-bound (info): {workload}, {cs} B: msi-tui {msi_s:.1f} s, the bare consumer {f(bare_s, '.1f')} s, "
+            f"writing the bytes alone {floor_s:.1f} s{verdict}. msi-tui takes {msi_s / floor_s:.2f}x the disk's time")
 
 
 def _byte_compile_msi_tui() -> None:
