@@ -84,7 +84,7 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         service._apply(worker, 0, 1, messages)
         for assembly in list(service._assemblies.values()):
             service._drop(assembly, "test over")
-        worker.hasher.close()
+        worker.writer.close()
 
     feed()
     assert cases >= 1000
@@ -149,7 +149,7 @@ def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_pat
         for headers, value, at in sorted(hostile, key=lambda h: -h[2]):
             msgs.insert(at, FakeMessage(value, headers, 0, uid))
         service._apply(worker, 0, 1, msgs)
-        worker.hasher.close()
+        worker.writer.close()
         if (out / "f.bin").exists():
             assert (out / "f.bin").read_bytes() == data
             published += 1

@@ -278,7 +278,7 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
         assert (service.output_dir / name).read_bytes() == data
 
 
-@pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (HashPipe)
+@pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (hash_chunks)
 @pytest.mark.parametrize(("algorithm", "name"), [("blake3", "BLAKE3"), ("sha256", "SHA-256")])
 def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str,
                                                      chunk: int) -> None:

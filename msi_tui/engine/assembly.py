@@ -3,14 +3,14 @@
 Memory stays bounded whatever the file size: chunk bytes go straight to the staged file,
 and what was received is a contiguous prefix count plus the (normally empty) set of chunks
 that arrived ahead of it. Chunks of one upload arrive in order within their partition, so
-the digest is computed as they come and verification needs no second read. The hashing
-itself can run on a HashPipe, a thread of its own, so it overlaps with the writing.
+the digest is computed as they come and verification needs no second read: each run of
+in-order chunks is hashed where it is written, by the DiskWriter from the same buffer.
 
 Runs that start and end on a page boundary are written with O_DIRECT where the filesystem
 allows it: the bytes are copied into a reused aligned buffer and go from there to the disk,
 not through the page cache. Buffered, filling fresh page-cache pages and waiting for their
-writeback cost 1.0-2.8 s of CPU per GiB here; direct, 0.15 s. A DiskWriter thread makes
-those writes while the rebuilding thread goes on with the next records.
+writeback cost 1.0-2.8 s of CPU per GiB here; direct, 0.15 s. A DiskWriter thread hashes
+and makes those writes while the rebuilding thread goes on with the next records.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -127,98 +126,80 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         data, offset = data[written:], offset + written
 
 
+JOIN_CHUNKS_BELOW = 64 << 10  # (see hash_chunks)
+WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
+WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
+
+
+def hash_chunks(digest: Hasher, chunks: list[bytes]) -> None:
+    """Small chunks are joined, one update for all: each call lets go of the GIL and must
+    win it back. Large ones are hashed one by one: joining them is a copy."""
+    if sum(len(c) for c in chunks) // max(1, len(chunks)) >= JOIN_CHUNKS_BELOW:
+        for chunk in chunks:
+            digest.update(chunk)
+    else:
+        digest.update(b"".join(chunks))
+
+
+# A job: the descriptor and offset to write at (fd None: hash only), the bytes, the digest
+# to update with them first (None: write only), the Future to settle, the buffer to free.
+_Job = tuple[int | None, memoryview | list[bytes], int, Hasher | None, Future, mmap.mmap]
+
+
 class DiskWriter:
-    """A thread making the direct writes a rebuilding thread hands it, so that thread goes on
-    with the next records meanwhile: a direct write returns only once the device has the
-    bytes (~0.7 ms a MiB here), time the rebuilding thread spent waiting. Of its two aligned
-    buffers one is written while the rebuilding thread fills the other."""
+    """A thread hashing and writing what a rebuilding thread hands it, in order, so that
+    thread goes on with the next records meanwhile: a direct write returns only once the
+    device has the bytes (~0.7 ms a MiB here), time the rebuilding thread spent waiting.
+    The digest is updated from the very buffer that is written (both let go of the GIL),
+    so hashing costs no copy of its own and no second thread to wake. Of its two aligned
+    buffers one is hashed and written while the rebuilding thread fills the other; a job
+    that only hashes holds one too, so at most two jobs' bytes wait here."""
 
     def __init__(self, name: str, buffers: int = 2) -> None:
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         for _ in range(buffers):
             self._free.put(_aligned_buffer())
-        self._jobs: queue.SimpleQueue[tuple[int, memoryview, int, Future] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
-    def write(self, fd: int, offset: int, chunks: list[bytes]) -> list[Future]:
+    def write(self, fd: int, offset: int, chunks: list[bytes], digest: Hasher | None = None) -> list[Future]:
         """Copy the chunks (waiting for a free buffer when both are taken) and queue their
-        write at `offset` of `fd`, which has O_DIRECT set; one Future a buffer."""
+        write at `offset` of `fd`, which has O_DIRECT set, after updating `digest` with
+        them; one Future a buffer."""
         writes = []
         for view in _fill(chunks, lambda: memoryview(self._free.get())):
             write: Future = Future()
-            self._jobs.put((fd, view, offset, write))
+            self._jobs.put((fd, view, offset, digest, write, view.obj))  # (view.obj: the whole buffer)
             writes.append(write)
             offset += len(view)
         return writes
+
+    def hash(self, digest: Hasher, chunks: list[bytes]) -> Future:
+        """Queue an update of `digest` with chunks written elsewhere (in order with the rest)."""
+        done: Future = Future()
+        self._jobs.put((None, chunks, 0, digest, done, self._free.get()))
+        return done
 
     def close(self) -> None:
         self._jobs.put(None)
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fd, view, offset, write = job
+            fd, data, offset, digest, done, buffer = job
             try:
-                pwrite_all(fd, view, offset)
-                write.set_result(None)
+                if digest is not None:  # (first: a write that fails is retried unhashed)
+                    if isinstance(data, memoryview):
+                        digest.update(data)
+                    else:
+                        hash_chunks(digest, data)
+                if fd is not None:
+                    assert isinstance(data, memoryview)
+                    pwrite_all(fd, data, offset)
+                done.set_result(None)
             except Exception as exc:  # (whatever it is, the rebuilding thread waiting for it hears of it)
-                write.set_exception(exc)
+                done.set_exception(exc)
             finally:
-                self._free.put(view.obj)  # (the buffer itself, not the part filled)
-
-
-HASH_FEED_BYTES = 1 << 20  # chunks handed to the HashPipe at a time
-JOIN_CHUNKS_BELOW = 64 << 10  # (see HashPipe._run)
-WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
-WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
-
-
-class HashPipe:
-    """A thread hashing what it is handed, in order, on another core than the thread that
-    writes the chunks (both digests let go of the GIL while they hash). At most
-    `max_bytes` wait in it: a feeder that gets ahead waits."""
-
-    def __init__(self, name: str, max_bytes: int = 4 << 20) -> None:
-        self._cv = threading.Condition()
-        self._items: deque[tuple[Hasher, list[bytes], int]] = deque()
-        self._queued = 0  # bytes waiting or being hashed
-        self._max = max_bytes
-        self._closed = False
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def feed(self, digest: Hasher, chunks: list[bytes], size: int) -> None:
-        with self._cv:
-            self._cv.wait_for(lambda: self._queued < self._max)
-            self._items.append((digest, chunks, size))
-            self._queued += size
-            self._cv.notify_all()
-
-    def drain(self) -> None:
-        """Wait until everything fed so far is hashed."""
-        with self._cv:
-            self._cv.wait_for(lambda: self._queued == 0)
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._items or self._closed)
-                if not self._items:
-                    return
-                digest, chunks, size = self._items.popleft()
-            # Small chunks are joined, one update per feed: each call lets go of the GIL and
-            # must win it back. Large ones are hashed one by one: joining them is a copy.
-            if size // len(chunks) >= JOIN_CHUNKS_BELOW:
-                for chunk in chunks:
-                    digest.update(chunk)
-            else:
-                digest.update(b"".join(chunks))
-            with self._cv:
-                self._queued -= size
-                self._cv.notify_all()
+                self._free.put(buffer)
 
 
 @dataclass
@@ -232,22 +213,18 @@ class Assembly:
     staged: Path
     contiguous: int = 0
     ahead: set[int] = field(default_factory=set)
-    hashed: int = 0
     reserved: int = 0  # bytes of the staged file preallocated so far
-    hasher: HashPipe | None = None  # None: hash on the calling thread
-    writer: DiskWriter | None = None  # None: write on the calling thread
+    writer: DiskWriter | None = None  # None: hash and write on the calling thread
     expected_digest: str = ""  # from the end record, once it is in
     started: float = field(default_factory=time.monotonic)
-    _digest: Hasher = field(init=False)
-    _unhashed: list[bytes] = field(default_factory=list)  # in order, not yet fed to the hasher
-    _unhashed_bytes: int = 0
-    _run: list[bytes] = field(default_factory=list)  # in-order chunks taken, not yet written
+    _digest: Hasher = field(init=False)  # updated run by run, as each is written
+    _run: list[bytes] = field(default_factory=list)  # in-order chunks taken, not yet written nor hashed
     _run_start: int = 0  # index of the run's first chunk
     _run_bytes: int = 0
     direct: bool = True  # may the staged file be written with O_DIRECT (False once refused)
     _direct_on: bool = False  # whether the descriptor has O_DIRECT set now
-    # Runs handed to the writer and not yet settled: their writes, offset and chunks (writes
-    # None: the handed-over write failed, to be written again).
+    # Runs handed to the writer and not yet settled: their writes (or hashing), offset and
+    # chunks (writes None: the handed-over write failed, to be written again).
     _writing: list[tuple[list[Future] | None, int, list[bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -271,13 +248,16 @@ class Assembly:
         """Take one chunk; False when it was already here (a harmless replay).
 
         A chunk that continues the file in order joins the run gathered for one pwritev
-        (few system calls, few hand-overs of the GIL); call flush() before relying on the
-        bytes being in the staged file. A chunk ahead of the others is written at once.
+        (few system calls, few hand-overs of the GIL), hashed as it is written; call flush()
+        before relying on the bytes being in the staged file. A chunk ahead of the others
+        is written at once, and hashed once the chunks before it are in.
         """
         # Checked here, not only in decode: a format-3 chunk after the first names nothing but
         # its index, and one past the end would be written beyond the file (or at an offset
         # the filesystem refuses, which would read as a full disk and be retried for ever).
         check_index(index, self.meta.count)
+        if self.ahead:
+            self._take_ahead()  # (what an error stopped half-way: a retry carries on)
         if self.has(index):
             return False
         expected = self.meta.chunk_length(index)
@@ -287,26 +267,39 @@ class Assembly:
             self._write_at(index * self.meta.chunk_size, [data])
             self.ahead.add(index)
             return True
+        self._extend_run(data)
+        if self.ahead:
+            self._take_ahead()
+        return True
+
+    def _extend_run(self, data: bytes) -> None:
+        """Add the chunk at `contiguous` to the run. Raises (writing the run so far) before
+        the chunk counts as taken: a retry starts clean."""
+        index = self.contiguous
         if self._run and (index != self._run_start + len(self._run) or self._run_bytes >= WRITE_RUN_BYTES
                           or len(self._run) >= WRITE_RUN_CHUNKS):
-            self.flush()  # raises before this chunk counts as taken: a retry starts clean
+            self.flush()
         if not self._run:
             self._run_start = index
         self._run.append(data)
         self._run_bytes += len(data)
         self.contiguous += 1
+
+    def _take_ahead(self) -> None:
+        """Chunks that arrived early and now continue the file: read back, they join the run,
+        so the digest takes every byte in order (written again with it: a rare case)."""
         while self.contiguous in self.ahead:
-            self.ahead.discard(self.contiguous)
-            self.contiguous += 1
-        self._hash_prefix(data)
-        return True
+            index = self.contiguous
+            self._set_direct(False)  # (a direct read would need an aligned buffer)
+            self._extend_run(os.pread(self.fd, self.meta.chunk_length(index), index * self.meta.chunk_size))
+            self.ahead.discard(index)
 
     def flush(self) -> None:
-        """Write the gathered run, or hand it to the writer (see settle); on an error it stays
-        gathered, to be written on a retry."""
+        """Hash and write the gathered run, or hand both to the writer (see settle); on an
+        error it stays gathered, to be written on a retry."""
         if self._run:
             offset = self._run_start * self.meta.chunk_size
-            writes = self._write_at(offset, self._run, hand_over=True)
+            writes = self._write_at(offset, self._run, hand_over=True, digest=self._digest)
             if writes is not None:
                 self._writing.append((writes, offset, self._run))
             self._run, self._run_bytes = [], 0
@@ -337,21 +330,25 @@ class Assembly:
                 write.exception()  # (waits; a failure no longer matters)
         self._writing.clear()
 
-    def _write_at(self, offset: int, buffers: list[bytes], hand_over: bool = False) -> list[Future] | None:
-        """Write the buffers at `offset`, directly where the run and the filesystem allow it;
-        `hand_over`: queue a direct write on the writer and return its Futures instead."""
+    def _write_at(self, offset: int, buffers: list[bytes], hand_over: bool = False,
+                  digest: Hasher | None = None) -> list[Future] | None:
+        """Write the buffers at `offset`, directly where the run and the filesystem allow it,
+        and once written update `digest` with them; `hand_over`: queue a direct write (and
+        the hashing before it) on the writer and return its Futures instead. The hashing of
+        a run written here goes to the writer as well when there is one, after what it was
+        handed before: its Future is returned then."""
         left = sum(len(b) for b in buffers)
         if offset + left > self.reserved:
             self._reserve(offset + left)
         if offset % DIRECT_ALIGN == 0 and left % DIRECT_ALIGN == 0 and self._set_direct(True):
             if hand_over and self.writer is not None:
-                return self.writer.write(self.fd, offset, buffers)
+                return self.writer.write(self.fd, offset, buffers, digest)
             try:
                 at = offset
                 for view in _fill(buffers, _direct_buffer):
                     pwrite_all(self.fd, view, at)
                     at += len(view)
-                return None
+                return self._hash_written(buffers, digest)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -364,6 +361,14 @@ class Assembly:
             while written >= len(pending[0]):
                 written -= len(pending.pop(0))
             pending[0] = memoryview(pending[0])[written:]
+        return self._hash_written(buffers, digest)
+
+    def _hash_written(self, chunks: list[bytes], digest: Hasher | None) -> list[Future] | None:
+        if digest is None:
+            return None
+        if self.writer is not None:
+            return [self.writer.hash(digest, chunks)]
+        hash_chunks(digest, chunks)
         return None
 
     def _set_direct(self, on: bool) -> bool:
@@ -397,46 +402,19 @@ class Assembly:
         preallocate(self.fd, self.reserved, step_end - self.reserved)
         self.reserved = step_end
 
-    def _hash_prefix(self, in_order: bytes) -> None:
-        self._hash(in_order)  # (the chunk at self.hashed: every earlier one is hashed already)
-        self.hashed += 1
-        while self.hashed < self.contiguous:  # chunks that had arrived early: read them back
-            self._set_direct(False)  # (a direct read would need an aligned buffer)
-            length = self.meta.chunk_length(self.hashed)
-            self._hash(os.pread(self.fd, length, self.hashed * self.meta.chunk_size))
-            self.hashed += 1
-        if self._unhashed_bytes >= HASH_FEED_BYTES:
-            self._feed()
-
-    def _hash(self, data: bytes) -> None:
-        if self.hasher is None:
-            self._digest.update(data)
-        else:
-            self._unhashed.append(data)
-            self._unhashed_bytes += len(data)
-
-    def _feed(self) -> None:
-        if self._unhashed and self.hasher is not None:
-            self.hasher.feed(self._digest, self._unhashed, self._unhashed_bytes)
-            self._unhashed, self._unhashed_bytes = [], 0
-
     @property
     def complete(self) -> bool:
         return self.contiguous == self.meta.count and bool(self.expected_digest)
 
     def seal(self) -> None:
-        """All chunks are in: write the last run, start its trip to the disk and hand what
-        is left to the hasher, without waiting for either (verified() waits for the hash)."""
+        """All chunks are in: hand the last run to the writer and start its trip to the disk,
+        without waiting for either (verified() waits for the hash)."""
         self.flush()
         start_writeback(self.fd, 0, 0)
-        self._feed()
 
     def verified(self) -> bool:
         """True when the staged bytes hash to the digest the uploader sent (all of them
         in the staged file by then)."""
         self.flush()
         self.settle()
-        if self.hasher is not None:
-            self._feed()
-            self.hasher.drain()
         return self._digest.hexdigest() == self.expected_digest

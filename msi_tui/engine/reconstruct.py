@@ -25,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from msi_tui.engine import digest, wire
-from msi_tui.engine.assembly import Assembly, DiskWriter, HashPipe
+from msi_tui.engine.assembly import Assembly, DiskWriter
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink
 from msi_tui.engine.journal import Journal
@@ -72,7 +72,6 @@ class _Worker:
     """What one rebuilding thread keeps to itself."""
 
     decode: wire.Decoder
-    hasher: HashPipe
     writer: DiskWriter
     # Uploads the current batch wrote to (a run may wait to be written) and the bytes it
     # wrote: the counters shown are brought up to date once a batch, not once a chunk.
@@ -280,12 +279,11 @@ class Reconstructor:
                         self._pending[partition] -= batch.items
                         self._in_flight -= batch.size
                         self._flow.notify_all()
-        worker.hasher.close()
         worker.writer.close()
 
     def _new_worker(self) -> _Worker:
         name = threading.current_thread().name
-        return _Worker(wire.Decoder(self.settings.max_file_size), HashPipe(f"{name}-hash"), DiskWriter(f"{name}-write"))
+        return _Worker(wire.Decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
 
     def _owns(self, partition: int, generation: int) -> bool:
         return self._owned.get(partition) == generation
@@ -525,8 +523,7 @@ class Reconstructor:
             if meta.kind != "chunk" or self._finished(uid):
                 return  # a replay of a finished upload, or a withdrawn one we never started
             fd, staged = self.output.open_staged(uid)
-            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, hasher=worker.hasher,
-                                writer=worker.writer)
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, writer=worker.writer)
             with self._lock:
                 self._assemblies[uid] = assembly
             with self.stats.lock:
@@ -598,7 +595,7 @@ class Reconstructor:
             self.stats.table.update(assembly.meta.upload_id, state=state, finished=time.time())
 
     def _finish(self, a: Assembly, worker: _Worker) -> None:
-        """A complete upload: on its way to the disk and the hasher, to be verified and
+        """A complete upload: on its way to the disk and through the digest, to be verified and
         published at the end of the batch together with the others the batch completes."""
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
