@@ -56,9 +56,11 @@ def write_all(a: Assembly, content: bytes, order: list[int] | None = None) -> No
 
 
 @settings(max_examples=300, deadline=None)
-@given(size=st.integers(min_value=0, max_value=40 * CHUNK), data=st.data())
+@given(size=st.integers(min_value=0, max_value=40 * CHUNK), data=st.data(), handed_over=st.booleans())
 def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pytest.TempPathFactory, size: int,
-                                                          data: st.DataObject) -> None:
+                                                          data: st.DataObject, handed_over: bool) -> None:
+    """`handed_over`: runs are hashed and written by a DiskWriter, early chunks and buffered
+    tails on the calling thread, and the digest must still take every byte once, in order."""
     content = os.urandom(size)
     count = wire.chunk_count(size, CHUNK)
     order = data.draw(st.permutations(range(count)))
@@ -66,6 +68,7 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
     flushes = set(data.draw(st.lists(st.integers(0, count + 5), max_size=4)))
     path = tmp_path_factory.mktemp("a") / "staged"
     a = staged_assembly(path, content)
+    a.writer = assembly_module.DiskWriter("test-write") if handed_over else None
     try:
         for step, index in enumerate([*order, *replays]):
             a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
@@ -75,6 +78,8 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
         assert a.complete and a.verified()
         assert path.read_bytes() == content
     finally:
+        if a.writer is not None:
+            a.writer.close()
         os.close(a.fd)
 
 
@@ -95,7 +100,9 @@ def test_aligned_runs_bypass_the_page_cache(tmp_path: Path) -> None:
         os.close(a.fd)
 
 
-def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("handed_over", [False, True])  # True: every run hashed by the writer
+def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            handed_over: bool) -> None:
     real = assembly_module.fcntl.fcntl
     refused = []
 
@@ -109,11 +116,14 @@ def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, mon
     monkeypatch.setattr(assembly_module, "O_DIRECT", 0o40000)  # (as on Linux/x86, even where there is none)
     content = os.urandom(40 * CHUNK)
     a = staged_assembly(tmp_path / "staged", content)
+    a.writer = assembly_module.DiskWriter("test-write") if handed_over else None
     try:
         write_all(a, content)
         assert len(refused) == 1 and not a.direct  # asked once, then buffered
         assert a.verified() and (tmp_path / "staged").read_bytes() == content
     finally:
+        if a.writer is not None:
+            a.writer.close()
         os.close(a.fd)
 
 
