@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from msi_tui.cli import build_parser, reconstruct_settings
 from msi_tui.engine import assembly as assembly_module
 from msi_tui.engine import reconstruct as reconstruct_module
 from msi_tui.engine import wire
@@ -355,3 +356,27 @@ def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> 
     [rejected] = service.sink.of(RecordRejected)
     assert rejected.offset == 9 and rejected.reason == "chunk index 7 out of range (count 4)"
     assert (service.output_dir / "end.bin").read_bytes() == data
+
+
+def test_buffered_writes_leave_o_direct_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reconstruct --buffered-writes`: every run through the page cache, the file intact."""
+    args = build_parser().parse_args(["reconstruct", str(tmp_path / "out"), "--buffered-writes"])
+    chosen = reconstruct_settings(args, tmp_path / "out")
+    assert not chosen.direct_writes
+    assert reconstruct_settings(build_parser().parse_args(["reconstruct", "x"]), tmp_path / "out").direct_writes
+    real = assembly_module.fcntl.fcntl
+    asked = []
+
+    def fcntl(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == assembly_module.fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+            asked.append(fd)
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
+    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}), chosen, Recorder())
+    service.output.prepare()
+    service._owned[0] = 1
+    data = os.urandom(3 << 20)
+    service._apply(service._new_worker(), 0, 1, upload_records(data, "b.bin", CHUNK))
+    assert (tmp_path / "out" / "b.bin").read_bytes() == data
+    assert asked == []  # (with direct writes, each 1 MiB run sets O_DIRECT first)

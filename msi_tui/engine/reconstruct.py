@@ -61,6 +61,9 @@ class ReconstructSettings:
     max_file_size: int = 1 << 40  # 1 TiB: a declared size above this is refused
     batch_size: int = 500
     on_conflict: ConflictPolicy = "keep-both"
+    # O_DIRECT where the filesystem takes it (see msi_tui.engine.assembly); False: through the
+    # page cache, which a throughput-capped virtual disk can write faster.
+    direct_writes: bool = True
 
     def __post_init__(self) -> None:
         if self.n_threads < 1:
@@ -523,7 +526,8 @@ class Reconstructor:
             if meta.kind != "chunk" or self._finished(uid):
                 return  # a replay of a finished upload, or a withdrawn one we never started
             fd, staged = self.output.open_staged(uid)
-            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, writer=worker.writer)
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, writer=worker.writer,
+                                direct=self.settings.direct_writes)
             with self._lock:
                 self._assemblies[uid] = assembly
             with self.stats.lock:
