@@ -30,15 +30,17 @@ def file_records(data: bytes, path: str = "f.bin", algorithm: str = "blake3") ->
     return upload_records(data, path, CHUNK, algorithm)
 
 
-@pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reconstructor:
-    monkeypatch.setattr(reconstruct_module, "RETRY_AFTER_S", 0.01)
-    out = tmp_path / "out"
-    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
-                            ReconstructSettings(output_dir=out), Recorder())
+def prepared_service(settings: ReconstructSettings) -> Reconstructor:
+    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}), settings, Recorder())
     service.output.prepare()
     service._owned[0] = 1  # as if partition 0 had been assigned (generation 1)
     return service
+
+
+@pytest.fixture
+def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reconstructor:
+    monkeypatch.setattr(reconstruct_module, "RETRY_AFTER_S", 0.01)
+    return prepared_service(ReconstructSettings(output_dir=tmp_path / "out"))
 
 
 def staged_assembly(path: Path, content: bytes, chunk: int = CHUNK) -> Assembly:
@@ -373,9 +375,7 @@ def test_buffered_writes_leave_o_direct_off(tmp_path: Path, monkeypatch: pytest.
         return real(fd, cmd, arg)
 
     monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
-    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}), chosen, Recorder())
-    service.output.prepare()
-    service._owned[0] = 1
+    service = prepared_service(chosen)
     data = os.urandom(3 << 20)
     service._apply(service._new_worker(), 0, 1, upload_records(data, "b.bin", CHUNK))
     assert (tmp_path / "out" / "b.bin").read_bytes() == data
