@@ -65,6 +65,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
 from roundtrip_memory import GIB, MB, MIB, Child, MemSampler, write_random_file  # noqa: E402
+from msi_tui.formatting import plural  # noqa: E402
 
 OMS_VENV = BENCH / ".venv-openmsistream"
 OMS_PACKAGE = "openmsistream"
@@ -915,10 +916,10 @@ def files_floor(folder: Path, files: int, file_bytes: int, threads: int = 5) -> 
     if errors:
         return None, f"disk (info): writing {files} files as a reconstructor must failed: {errors[0]}"
     how = "O_DIRECT" if direct else "buffered"
-    return write_s, (f"disk (info): {files} file{'s' * (files != 1)} of {file_bytes / MIB:g} MiB written as a "
-                     f"reconstructor must (created, {how} 1 MiB writes, fsync, link; {threads} "
-                     f"thread{'s' * (threads != 1)}; no Kafka, no digest): {write_s:.2f} s; "
-                     f"creating {files} empty file{'s' * (files != 1)} there: {create_s:.2f} s")
+    return write_s, (f"disk (info): {plural(files, 'file')} of {file_bytes / MIB:g} MiB written as a "
+                     f"reconstructor must (created, {how} 1 MiB writes, fsync, link; {plural(threads, 'thread')}; "
+                     f"no Kafka, no digest): {write_s:.2f} s; "
+                     f"creating {plural(files, 'empty file')} there: {create_s:.2f} s")
 
 
 def against_disk(workload: str, cs: int, floor_s: float | None, msi_s: float | None, bare_s: float | None) -> str:

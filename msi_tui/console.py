@@ -16,7 +16,7 @@ from typing import TextIO
 from msi_tui.engine.events import Event, FileQueued
 from msi_tui.engine.reconstruct import Reconstructor
 from msi_tui.engine.upload import Uploader
-from msi_tui.formatting import describe_event, human_size
+from msi_tui.formatting import describe_event, human_size, plural
 
 DRAIN_REPORT_S = 2.0
 
@@ -92,7 +92,7 @@ class Console:
             if isinstance(service, Uploader) and self._quits and now >= next_drain:
                 pending = service.snapshot().pending_deliveries
                 if pending:
-                    self.say(f"waiting for {pending} chunk{'s' * (pending != 1)} to be delivered (quit again to give up)")
+                    self.say(f"waiting for {plural(pending, 'chunk')} to be delivered (quit again to give up)")
                 next_drain = now + DRAIN_REPORT_S
         if bar:
             self._progress_bar(service, time.monotonic() - started)

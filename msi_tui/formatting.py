@@ -21,6 +21,11 @@ from msi_tui.engine.events import (
 LogLevel = Literal["info", "success", "warning", "error"]
 
 
+def plural(n: int, word: str) -> str:
+    """'1 chunk', '3 chunks'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def human_size(n: int | float) -> str:
     """Bytes as a short decimal figure: 0 B, 980 B, 1.2 kB, 45.0 MB, 1.07 GB."""
     value = float(n)
@@ -46,7 +51,7 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
         case FileQueued(path=path, size=size):
             return "info", f"queued {path} ({human_size(size)})"
         case FileUploadStarted(path=path, size=size, chunks=chunks):
-            return "info", f"sending {path} ({human_size(size)}, {chunks} chunk{'' if chunks == 1 else 's'})"
+            return "info", f"sending {path} ({human_size(size)}, {plural(chunks, 'chunk')})"
         case FileUploaded(path=path, size=size, seconds=seconds):
             rate = size / seconds if seconds > 0 else None
             return "success", (
