@@ -208,18 +208,31 @@ def test_a_large_file_leaves_the_page_cache_step_by_step(tmp_path: Path, monkeyp
         os.close(a.fd)
 
 
-def test_a_batch_leaves_its_chunks_on_disk_before_its_offset_counts(service: Reconstructor) -> None:
+def test_a_batch_hands_its_chunks_over_and_an_unfinished_file_pins_the_offset(service: Reconstructor) -> None:
+    """The end of a batch does not wait for its writes: the offset it stores cannot pass the
+    unfinished file's first record, and what the batch gathered is on its way to the disk."""
     data = os.urandom(5 * CHUNK)
     msgs = file_records(data)
     worker = service._new_worker()
     service._apply(worker, 0, 1, msgs[:3])  # half a file: the chunks sit in a run until the batch ends
-    staged = next((service.output_dir / ".msi-tui-staging").iterdir())
-    assert staged.read_bytes()[: 3 * CHUNK] == data[: 3 * CHUNK]
     assert service._last_offset[0] == 2
     assert service._safe_offset(0) == 0  # the unfinished file pins the partition's offset
+    (assembly,) = service._assemblies.values()
+    assembly.settle()  # (waits only for what was handed over)
+    staged = next((service.output_dir / ".msi-tui-staging").iterdir())
+    assert staged.read_bytes()[: 3 * CHUNK] == data[: 3 * CHUNK]
     service._apply(worker, 0, 1, msgs[3:])
     assert (service.output_dir / "f.bin").read_bytes() == data
     assert service._safe_offset(0) == len(msgs)
+
+
+@pytest.mark.parametrize("sizes", [[5, 3, 8], [20], [1, 1, 1, 13, 2], [16, 16], []])
+def test_runs_are_cut_into_buffers_without_losing_or_copying_a_byte(sizes: list[int]) -> None:
+    chunks = [os.urandom(n) for n in sizes]
+    parts = list(assembly_module._split(chunks, 8))
+    assert all(0 < sum(len(c) for c in part) <= 8 for part in parts)
+    assert all(sum(len(c) for c in part) == 8 for part in parts[:-1])
+    assert b"".join(bytes(c) for part in parts for c in part) == b"".join(chunks)
 
 
 def test_a_failed_run_write_is_retried_not_lost(service: Reconstructor, monkeypatch: pytest.MonkeyPatch) -> None:

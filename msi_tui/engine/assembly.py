@@ -9,8 +9,8 @@ in-order chunks is hashed where it is written, by the DiskWriter from the same b
 Runs that start and end on a page boundary are written with O_DIRECT where the filesystem
 allows it: the bytes are copied into a reused aligned buffer and go from there to the disk,
 not through the page cache. Buffered, filling fresh page-cache pages and waiting for their
-writeback cost 1.0-2.8 s of CPU per GiB here; direct, 0.15 s. A DiskWriter thread hashes
-and makes those writes while the rebuilding thread goes on with the next records.
+writeback cost 1.0-2.8 s of CPU per GiB here; direct, 0.15 s. A DiskWriter's threads copy,
+hash and write those runs while the rebuilding thread goes on with the next records.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -126,6 +127,22 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         data, offset = data[written:], offset + written
 
 
+def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
+    """Write the buffers one after the other at `offset`; returns the bytes written (all)."""
+    total = left = sum(len(b) for b in buffers)
+    while left:
+        written = os.pwritev(fd, buffers, offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        offset, left = offset + written, left - written
+        if left:  # a short write: go on with the rest
+            buffers = list(buffers)
+            while written >= len(buffers[0]):
+                written -= len(buffers.pop(0))
+            buffers[0] = memoryview(buffers[0])[written:]
+    return total
+
+
 JOIN_CHUNKS_BELOW = 64 << 10  # (see hash_chunks)
 WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
 WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
@@ -141,37 +158,87 @@ def hash_chunks(digest: Hasher, chunks: list[bytes]) -> None:
         digest.update(b"".join(chunks))
 
 
-# A job: the descriptor and offset to write at (fd None: hash only), the bytes, the digest
-# to update with them first (None: write only), the Future to settle, the buffer to free.
-_Job = tuple[int | None, memoryview | list[bytes], int, Hasher | None, Future, mmap.mmap]
+class _Buffer:
+    """A page-aligned buffer a DiskWriter copies a run into. Backed by a memory file where
+    the system has them, so one pwritev makes the copy with the GIL let go: copied by the
+    rebuilding thread, 1 GiB of chunks fresh from the network held the GIL ~0.4 s here."""
+
+    def __init__(self) -> None:
+        self._fd = os.memfd_create("msi-tui-run", getattr(os, "MFD_CLOEXEC", 0)) if hasattr(os, "memfd_create") else -1
+        if self._fd >= 0:
+            weakref.finalize(self, os.close, self._fd)
+            os.ftruncate(self._fd, DIRECT_BUFFER_BYTES)
+            self._map = mmap.mmap(self._fd, DIRECT_BUFFER_BYTES)
+        else:
+            self._map = _aligned_buffer()
+        self._view = memoryview(self._map)
+
+    def fill(self, chunks: list[bytes | memoryview]) -> memoryview:
+        """Copy the chunks (at most the buffer's size) to its start; their bytes in it."""
+        if self._fd < 0:
+            return next(_fill(chunks, lambda: self._view))
+        return self._view[:pwritev_all(self._fd, chunks, 0)]
+
+
+# A job: the descriptor and offset to write at (fd None: hash only), the chunks, the digest
+# to update with them first (None: write only), the Future to settle, the buffer it holds.
+_Job = tuple[int | None, list[bytes], int, Hasher | None, Future, _Buffer]
+
+
+def _split(chunks: list[bytes], size: int) -> Iterator[list[bytes | memoryview]]:
+    """The chunks in consecutive parts of `size` bytes (the last may be shorter), a chunk
+    that straddles two parts cut with memoryviews, not copied."""
+    part: list[bytes | memoryview] = []
+    room = size
+    for data in chunks:
+        while len(data) > room:
+            view = memoryview(data)
+            part.append(view[:room])
+            yield part
+            data, part, room = view[room:], [], size
+        if data:
+            part.append(data)
+            room -= len(data)
+        if room == 0:
+            yield part
+            part, room = [], size
+    if part:
+        yield part
 
 
 class DiskWriter:
-    """A thread hashing and writing what a rebuilding thread hands it, in order, so that
-    thread goes on with the next records meanwhile: a direct write returns only once the
-    device has the bytes (~0.7 ms a MiB here), time the rebuilding thread spent waiting.
-    The digest is updated from the very buffer that is written (both let go of the GIL),
-    so hashing costs no copy of its own and no second thread to wake. Of its two aligned
-    buffers one is hashed and written while the rebuilding thread fills the other; a job
-    that only hashes holds one too, so at most two jobs' bytes wait here."""
+    """Threads copying, hashing and writing what a rebuilding thread hands them, while that
+    thread goes on with the next records. One copies each run into an aligned buffer (by
+    the kernel where it can, see _Buffer: the rebuilding thread hands over a list and holds
+    the GIL for nothing more) and updates the digest from that very buffer, run after run
+    in order; `writers` threads make the direct writes, each returning only once the device
+    has the bytes (~1 ms a MiB here). So the next run is hashed while the last is written,
+    and the device has a second write waiting: with one thread doing all of it, a 1 GiB
+    file took 1.2-1.3x as long here. All three steps let go of the GIL. At most `buffers`
+    runs' bytes wait here; a job that only hashes (a run the rebuilding thread wrote
+    itself) holds a buffer too."""
 
-    def __init__(self, name: str, buffers: int = 2) -> None:
-        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+    def __init__(self, name: str, buffers: int = 4, writers: int = 2) -> None:
+        self._free: queue.SimpleQueue[_Buffer] = queue.SimpleQueue()
         for _ in range(buffers):
-            self._free.put(_aligned_buffer())
+            self._free.put(_Buffer())
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+        self._writes: queue.SimpleQueue[tuple[int, memoryview, int, Future, _Buffer] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._prepare, name=name, daemon=True).start()
+        self._writers = writers
+        for i in range(writers):
+            threading.Thread(target=self._write, name=f"{name}-io{i}", daemon=True).start()
 
     def write(self, fd: int, offset: int, chunks: list[bytes], digest: Hasher | None = None) -> list[Future]:
-        """Copy the chunks (waiting for a free buffer when both are taken) and queue their
-        write at `offset` of `fd`, which has O_DIRECT set, after updating `digest` with
-        them; one Future a buffer."""
+        """Queue the chunks' write at `offset` of `fd`, which has O_DIRECT set, after
+        updating `digest` with them (waiting for a free buffer when all are taken); one
+        Future a buffer's worth."""
         writes = []
-        for view in _fill(chunks, lambda: memoryview(self._free.get())):
+        for part in _split(chunks, DIRECT_BUFFER_BYTES):
             write: Future = Future()
-            self._jobs.put((fd, view, offset, digest, write, view.obj))  # (view.obj: the whole buffer)
+            self._jobs.put((fd, part, offset, digest, write, self._free.get()))
             writes.append(write)
-            offset += len(view)
+            offset += sum(len(c) for c in part)
         return writes
 
     def hash(self, digest: Hasher, chunks: list[bytes]) -> Future:
@@ -183,23 +250,40 @@ class DiskWriter:
     def close(self) -> None:
         self._jobs.put(None)
 
-    def _run(self) -> None:
+    def _prepare(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fd, data, offset, digest, done, buffer = job
+            fd, chunks, offset, digest, done, buffer = job
             try:
-                if digest is not None:  # (first: a write that fails is retried unhashed)
-                    if isinstance(data, memoryview):
+                if fd is None:
+                    if digest is not None:
+                        hash_chunks(digest, chunks)
+                    done.set_result(None)
+                else:
+                    try:
+                        data = buffer.fill(chunks)
+                    except OSError:  # (no memory for the copy) hashed all the same: a failed
+                        if digest is not None:  # write is retried unhashed
+                            hash_chunks(digest, chunks)
+                        raise
+                    if digest is not None:  # (before the write, for the same reason)
                         digest.update(data)
-                    else:
-                        hash_chunks(digest, data)
-                if fd is not None:
-                    assert isinstance(data, memoryview)
-                    pwrite_all(fd, data, offset)
-                done.set_result(None)
+                    self._writes.put((fd, data, offset, done, buffer))
+                    continue
             except Exception as exc:  # (whatever it is, the rebuilding thread waiting for it hears of it)
                 done.set_exception(exc)
-            finally:
-                self._free.put(buffer)
+            self._free.put(buffer)
+        for _ in range(self._writers):
+            self._writes.put(None)
+
+    def _write(self) -> None:
+        while (job := self._writes.get()) is not None:
+            fd, data, offset, done, buffer = job
+            try:
+                pwrite_all(fd, data, offset)
+                done.set_result(None)
+            except Exception as exc:  # (as above)
+                done.set_exception(exc)
+            self._free.put(buffer)
 
 
 @dataclass
@@ -304,13 +388,16 @@ class Assembly:
                 self._writing.append((writes, offset, self._run))
             self._run, self._run_bytes = [], 0
 
-    def settle(self) -> None:
-        """Return once the runs handed to the writer are in the staged file. One whose write
-        failed is written again here; when that fails too the error is raised and the run
-        stays, to be written on a retry."""
+    def settle(self, wait: bool = True) -> None:
+        """Return once the runs handed to the writer are in the staged file (`wait` False:
+        only let go of those already written, so their bytes are not held any longer). One
+        whose write failed is written again here; when that fails too the error is raised
+        and the run stays, to be written on a retry."""
         while self._writing:
             writes, offset, run = self._writing[0]
             if writes is not None:
+                if not wait and not all(write.done() for write in writes):
+                    return
                 try:
                     for write in writes:
                         write.result()
@@ -354,13 +441,7 @@ class Assembly:
                     raise
                 self.direct = False  # the filesystem takes O_DIRECT but not such writes: buffered from now on
         self._set_direct(False)
-        pending: list[bytes | memoryview] = buffers
-        while (written := os.pwritev(self.fd, pending, offset)) < left:  # a short write: go on
-            offset, left = offset + written, left - written
-            pending = list(pending)
-            while written >= len(pending[0]):
-                written -= len(pending.pop(0))
-            pending[0] = memoryview(pending[0])[written:]
+        pwritev_all(self.fd, buffers, offset)
         return self._hash_written(buffers, digest)
 
     def _hash_written(self, chunks: list[bytes], digest: Hasher | None) -> list[Future] | None:

@@ -344,13 +344,13 @@ class Reconstructor:
         return False
 
     def _write_runs(self, worker: _Worker) -> None:
-        """Have the batch's chunks in their staged files before its offset counts."""
-        # (Those not withdrawn or handed over meanwhile.)
-        live = [a for uid, a in worker.touched.items() if self._assemblies.get(uid) is a]
-        for assembly in live:
-            assembly.flush()
-        for assembly in live:  # (after all are handed over: the writes overlap the flushing)
-            assembly.settle()
+        """Hand the batch's gathered chunks to the writers, not to be held in memory past the
+        batch. Not waited for: an unfinished upload pins the stored offset to its first
+        record (see _safe_offset), and a finished one waits for its writes to be verified."""
+        for uid, assembly in worker.touched.items():
+            if self._assemblies.get(uid) is assembly:  # (not withdrawn or handed over meanwhile)
+                assembly.flush()
+                assembly.settle(wait=False)
 
     def _output_blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
