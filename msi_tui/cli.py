@@ -89,9 +89,9 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
          help="chunks allowed to wait for delivery at once; backpressure beyond (default: %(default)s)")
     parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
-                        help="whole-file digest the reconstructor verifies: blake3 (record format 3, ~3x faster "
-                             "to compute) or sha256 (format 1, which reconstructors of every release read) "
-                             "(default: %(default)s)")
+                        help="whole-file digest the reconstructor verifies: xxh128 (XXH3-128, record format 4, "
+                             "the fastest), blake3 (format 3, to check files with b3sum) or sha256 (format 1, "
+                             "which reconstructors of every release read) (default: %(default)s)")
 
 
 def _update_seconds(parser: argparse.ArgumentParser) -> None:

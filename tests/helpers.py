@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from msi_tui.engine import wire
+from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import new_hasher
 from msi_tui.engine.events import Event
 
@@ -86,7 +87,7 @@ class Background:
         self._log.close()
 
 
-def digest_of(data: bytes, algorithm: str = "blake3") -> str:
+def digest_of(data: bytes, algorithm: str = DEFAULT_DIGEST) -> str:
     """The digest an end record of `algorithm`'s format version carries for `data`."""
     hasher = new_hasher(algorithm)
     hasher.update(data)
@@ -162,7 +163,7 @@ class Recorder:
         return [e.path for e in self.of(kind)]
 
 
-def upload_records(data: bytes, path: str, chunk: int, algorithm: str = "blake3", uid: str | None = None,
+def upload_records(data: bytes, path: str, chunk: int, algorithm: str = DEFAULT_DIGEST, uid: str | None = None,
                    partition: int = 0, digest: str | None = None) -> list[FakeMessage]:
     """One upload's records as the uploader sends them, offsets from 0 (`digest`: the one
     the end record claims, when not the data's own)."""

@@ -67,7 +67,7 @@ def test_hostile_records_are_refused_and_good_files_still_arrive(
     for value, headers in hostile:
         raw(producer, topic, value, headers)
     send_file(producer, topic, "planted/evil.txt", b"through the symlink")
-    send_file(producer, topic, "corrupt.bin", b"payload", digest="00" * 32)
+    send_file(producer, topic, "corrupt.bin", b"payload", digest="00" * 16)  # (XXH3-128: 32 hex digits)
     send_file(producer, topic, "existing.txt", b"newer content")
     good = os.urandom(50_000)
     send_file(producer, topic, "good/file.bin", good)

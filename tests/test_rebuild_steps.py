@@ -19,6 +19,7 @@ from msi_tui.engine import reconstruct as reconstruct_module
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
 from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory, upload_records
@@ -26,7 +27,7 @@ from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory, upl
 CHUNK = 1024
 
 
-def file_records(data: bytes, path: str = "f.bin", algorithm: str = "blake3") -> list[FakeMessage]:
+def file_records(data: bytes, path: str = "f.bin", algorithm: str = DEFAULT_DIGEST) -> list[FakeMessage]:
     return upload_records(data, path, CHUNK, algorithm)
 
 
@@ -305,7 +306,7 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
 
 
 @pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (hash_chunks)
-@pytest.mark.parametrize(("algorithm", "name"), [("blake3", "BLAKE3"), ("sha256", "SHA-256")])
+@pytest.mark.parametrize(("algorithm", "name"), [("xxh128", "XXH3-128"), ("blake3", "BLAKE3"), ("sha256", "SHA-256")])
 def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str,
                                                      chunk: int) -> None:
     data = os.urandom(3 * chunk + 5)
@@ -350,10 +351,10 @@ def test_format_2_uploads_still_rebuild(service: Reconstructor) -> None:
     data = os.urandom(3 * CHUNK + 7)
     msgs = upload_records(data, "v2.bin", CHUNK)
     uid = msgs[0].key().decode()
-    common = [(n, b"2" if n == "msi.v" else v) for n, v in wire.file_headers(uid, "v2.bin", len(data), CHUNK)]
+    common = [(n, b"2" if n == "msi.v" else v) for n, v in wire.file_headers(uid, "v2.bin", len(data), CHUNK, "blake3")]
     v2 = [FakeMessage(m.value(), wire.chunk_headers(common, i), i, uid) for i, m in enumerate(msgs[:-1])]
     assert all(len(m.headers()) == 9 for m in v2)
-    v2.append(FakeMessage(b"", wire.end_headers(common, digest_of(data)), 4, uid))
+    v2.append(FakeMessage(b"", wire.end_headers(common, digest_of(data, "blake3")), 4, uid))
     service._apply(service._new_worker(), 0, 1, v2)
     assert (service.output_dir / "v2.bin").read_bytes() == data
     assert not service.sink.of(RecordRejected)

@@ -25,14 +25,16 @@ def test_a_chunk_record_decodes() -> None:
     assert [meta.chunk_length(i) for i in range(3)] == [16384, 16384, 40000 - 2 * 16384]
 
 
-def test_format_3_chunks_after_the_first_carry_only_their_index() -> None:
-    common = wire.file_headers(UID, "a/b.trc", 40000, 16384)
-    first, second, end = wire.chunk_headers(common, 0), wire.chunk_headers(common, 2), wire.end_headers(common, "ab" * 32)
-    assert second == [("msi", b"msi-tui"), ("msi.v", b"3"), ("msi.index", b"2")]
+@pytest.mark.parametrize(("algorithm", "version", "digits"), [("xxh128", b"4", 32), ("blake3", b"3", 64)])
+def test_format_3_and_4_chunks_after_the_first_carry_only_their_index(algorithm: str, version: bytes, digits: int) -> None:
+    common = wire.file_headers(UID, "a/b.trc", 40000, 16384, algorithm)  # type: ignore[arg-type]
+    first, second = wire.chunk_headers(common, 0), wire.chunk_headers(common, 2)
+    end = wire.end_headers(common, "a" * digits)
+    assert second == [("msi", b"msi-tui"), ("msi.v", version), ("msi.index", b"2")]
     assert wire.next_chunk_index(second) == 2
     # The first chunk and the closing record say everything, and are no "next chunk".
     assert wire.decode(first, LIMIT)[:6] == ("chunk", UID, "a/b.trc", 40000, 16384, 3)
-    assert wire.decode(end, LIMIT).digest == "ab" * 32
+    assert wire.decode(end, LIMIT).digest == "a" * digits
     assert [wire.next_chunk_index(h) for h in (first, end, None, [])] == [None] * 4
     # Nor is a record of another version shaped the same.
     assert wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"2"), ("msi.index", b"2")]) is None
@@ -48,19 +50,25 @@ def test_an_empty_file_has_one_empty_chunk() -> None:
     assert meta.chunk_length(0) == 0
 
 
-@pytest.mark.parametrize(("algorithm", "version", "header"), [("blake3", b"3", "msi.blake3"), ("sha256", b"1", "msi.sha256")])
-def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: str, version: bytes, header: str) -> None:
+@pytest.mark.parametrize(("algorithm", "version", "header", "digits"), [
+    ("xxh128", b"4", "msi.xxh128", 32), ("blake3", b"3", "msi.blake3", 64), ("sha256", b"1", "msi.sha256", 64)])
+def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: str, version: bytes, header: str,
+                                                                    digits: int) -> None:
     common = wire.file_headers(UID, "x", 5, 16384, algorithm)  # type: ignore[arg-type]
     assert dict(common)["msi.v"] == version
-    end = wire.end_headers(common, "ab" * 32)
-    assert dict(end)[header] == b"ab" * 32
+    end = wire.end_headers(common, "ab" * (digits // 2))
+    assert dict(end)[header] == b"ab" * (digits // 2)
     meta = wire.decode(end, LIMIT)
-    assert (meta.digest, meta.algorithm) == ("ab" * 32, algorithm)
+    assert (meta.digest, meta.algorithm) == ("ab" * (digits // 2), algorithm)
     assert wire.decode(wire.chunk_headers(common, 0), LIMIT).algorithm == algorithm  # known from the first chunk
-    other = "msi.sha256" if header == "msi.blake3" else "msi.blake3"
+    other = "msi.sha256" if header != "msi.sha256" else "msi.blake3"
     swapped = [(other if name == header else name, value) for name, value in end]
     with pytest.raises(wire.WireError, match=f"bad or missing {header}"):
         wire.decode(swapped, LIMIT)
+    # A digest of another algorithm's length is refused too.
+    wrong_length = [(name, value + b"ab" if name == header else value) for name, value in end]
+    with pytest.raises(wire.WireError, match=f"bad or missing {header}"):
+        wire.decode(wrong_length, LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +76,7 @@ def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: s
     [
         (None, "no headers"),
         ([("foo", b"bar")], "not an msi-tui record"),
-        (headers(**{"msi.v": b"4"}), "version '4' is not known to this reader .knows 1, 2, 3."),
+        (headers(**{"msi.v": b"5"}), "version '5' is not known to this reader .knows 1, 2, 3, 4."),
         (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
         (headers(**{"msi.id": b"../../x"}), "bad upload id"),
         (headers(**{"msi.index": b"3"}), "out of range"),

@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msi_tui.engine.digest import Hasher, new_hasher
+from msi_tui.engine.digest import Hasher, keeps_gil_for_small_updates, new_hasher
 from msi_tui.engine.wire import RecordMeta, WireError, check_index
 
 # Disk space is reserved ahead of the writes in steps: writing into reserved blocks costs
@@ -149,9 +149,11 @@ WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV
 
 
 def hash_chunks(digest: Hasher, chunks: list[bytes]) -> None:
-    """Small chunks are joined, one update for all: each call lets go of the GIL and must
-    win it back. Large ones are hashed one by one: joining them is a copy."""
-    if sum(len(c) for c in chunks) // max(1, len(chunks)) >= JOIN_CHUNKS_BELOW:
+    """Small chunks are joined, one update for all, where each update lets go of the GIL and
+    must win it back (see keeps_gil_for_small_updates). Large ones are hashed one by one:
+    joining them is a copy."""
+    large = sum(len(c) for c in chunks) // max(1, len(chunks)) >= JOIN_CHUNKS_BELOW
+    if large or keeps_gil_for_small_updates(digest):
         for chunk in chunks:
             digest.update(chunk)
     else:

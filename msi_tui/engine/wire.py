@@ -1,4 +1,4 @@
-"""The record format on the topic (versions 1, 2 and 3); docs/record-format.md describes it.
+"""The record format on the topic (versions 1 to 4); docs/record-format.md describes it.
 
 Every record of one upload has the upload id as its key, so all of a file's records land in
 one partition and meet in one consumer, in the order they were sent (the uploader's
@@ -8,8 +8,9 @@ file (computed while reading, so each byte is read once), or an `abort` record w
 changed underneath and the upload is withdrawn. Versions 1 and 2 differ only in that digest:
 SHA-256 in version 1, BLAKE3 in version 2. Version 3 is version 2 with lighter chunks: the
 first chunk, the `end` and the `abort` record carry everything, every later chunk only its
-index, which spares a header parse per chunk on both sides. The version is in every record,
-so a reader knows from the first chunk which digest to compute.
+index, which spares a header parse per chunk on both sides. Version 4 is version 3 with an
+XXH3-128 digest. The version is in every record, so a reader knows from the first chunk
+which digest to compute.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import re
 import unicodedata
 from typing import Literal, NamedTuple, Sequence
 
-from msi_tui.engine.digest import DEFAULT, Algorithm
+from msi_tui.engine.digest import DEFAULT, HEX_DIGITS, Algorithm
 
 # Version -> (digest algorithm, header of the end record carrying it)
 VERSIONS: dict[bytes, tuple[Algorithm, str]] = {
     b"1": ("sha256", "msi.sha256"),
     b"2": ("blake3", "msi.blake3"),
     b"3": ("blake3", "msi.blake3"),
+    b"4": ("xxh128", "msi.xxh128"),
 }
 # What the uploader sends. SHA-256 stays on version 1, which readers of every version know.
-_VERSION_OF: dict[str, bytes] = {"sha256": b"1", "blake3": b"3"}
+_VERSION_OF: dict[str, bytes] = {"sha256": b"1", "blake3": b"3", "xxh128": b"4"}
 MAGIC = b"msi-tui"
 _MAGIC_HEADER = ("msi", MAGIC)
-_V3_HEADER = ("msi.v", b"3")  # its chunks after an upload's first carry only their index
+# Versions whose chunks after an upload's first carry only their index.
+_LIGHT_HEADERS = frozenset(("msi.v", v) for v in (b"3", b"4"))
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
@@ -39,7 +42,7 @@ _KNOWN = ", ".join(v.decode() for v in VERSIONS)
 Kind = Literal["chunk", "end", "abort"]
 _KINDS: frozenset[str] = frozenset(("chunk", "end", "abort"))
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-f]+")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 Headers = list[tuple[str, bytes]]
@@ -93,16 +96,16 @@ def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorith
 
 
 def chunk_headers(common: Headers, index: int) -> Headers:
-    if index and common[1] == _V3_HEADER:
+    if index and common[1] in _LIGHT_HEADERS:
         return [common[0], common[1], ("msi.index", str(index).encode())]
     return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
 
 
 def next_chunk_index(headers: Sequence[tuple[str, bytes | None]] | None) -> int | None:
-    """The index a version-3 chunk after its upload's first carries (exactly the headers
-    msi, msi.v and msi.index); None for any other record, which `decode` then reads. What
-    else the chunk needs comes from the upload's first chunk, read before it."""
-    if headers is None or len(headers) != 3 or headers[1] != _V3_HEADER or headers[0] != _MAGIC_HEADER:
+    """The index a version-3 or -4 chunk after its upload's first carries (exactly the
+    headers msi, msi.v and msi.index); None for any other record, which `decode` then reads.
+    What else the chunk needs comes from the upload's first chunk, read before it."""
+    if headers is None or len(headers) != 3 or headers[1] not in _LIGHT_HEADERS or headers[0] != _MAGIC_HEADER:
         return None
     name, raw = headers[2]
     if name != "msi.index":
@@ -182,7 +185,7 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
         check_index(index, count)
     elif kind == "end":
         digest = fields.get(digest_header, b"").decode("ascii", "replace")
-        if not _HEX_DIGEST.fullmatch(digest):
+        if len(digest) != HEX_DIGITS[algorithm] or not _HEX.fullmatch(digest):
             raise WireError(f"bad or missing {digest_header} in end record")
     return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm)  # type: ignore[arg-type]
 
