@@ -9,6 +9,7 @@ import pytest
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileUploaded, FileUploadStarted
 from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine import watch
 from msi_tui.engine.watch import FileFilter
 from tests.helpers import Recorder, wait_until, write_random
 
@@ -74,3 +75,27 @@ def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topi
     wait_until(lambda: sink.paths(FileUploaded) == ["arrived.bin"], f"a file {how} to be sent")
     stop(uploader)
     assert sink.paths(FileUploadStarted) == ["arrived.bin"]
+
+
+def test_reading_the_watched_files_raises_no_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploader reads every file it sends: inotify is not asked for opens and closes
+    without a write, which watchdog's threads would otherwise build and hand on, one pair
+    a file sent."""
+    heard: list[str] = []
+    funnel = watch._Funnel.on_any_event
+    monkeypatch.setattr(watch._Funnel, "on_any_event", lambda self, event: (heard.append(event.event_type),
+                                                                             funnel(self, event)))
+    ready: list[str] = []
+    watcher = watch.FolderWatcher(tmp_path, lambda _path, rel, _size, _mtime: ready.append(rel), Recorder())
+    watcher.start()
+    try:
+        write_random(tmp_path / "first.bin", 1000)
+        wait_until(lambda: "first.bin" in ready, "the first file ready")
+        heard.clear()
+        for _ in range(5):
+            (tmp_path / "first.bin").read_bytes()
+        write_random(tmp_path / "second.bin", 1000)  # events arrive in order: the reads' would be first
+        wait_until(lambda: "second.bin" in ready, "the second file ready")
+    finally:
+        watcher.stop()
+    assert heard and not {"opened", "closed_no_write"} & set(heard), heard

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -27,6 +36,12 @@ from msi_tui.engine.events import Notice, Sink
 SKIPPED_BY_DEFAULT = ("~$*", "*.tmp", "*.part", "*.partial", "*.swp", "*.crdownload")
 CLOSE_SETTLE_S = 0.3  # a writer that re-opens right after closing gets this long to do so
 TICK_S = 0.2
+RELEASE_EVERY = 50  # files scanned between looks for those ready to go (see _scan)
+# The events _Funnel uses; inotify is asked for these alone. Without the filter every file
+# the uploader reads came back as an open and a close-without-write event, each built and
+# dispatched by watchdog's threads: 0.5 s of CPU per 1,000 files sent, a third of the
+# uploader's own CPU at 512 KiB chunks.
+_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,7 @@ class FolderWatcher:
         self._observer = PollingObserver(timeout=1) if self.use_polling else Observer()
 
     def start(self) -> None:
-        self._observer.schedule(_Funnel(self._events), str(self.folder), recursive=True)
+        self._observer.schedule(_Funnel(self._events), str(self.folder), recursive=True, event_filter=_EVENTS)
         self._observer.start()
         self._thread.start()
 
@@ -159,12 +174,18 @@ class FolderWatcher:
         return rel if self.filter.accepts(rel) else None
 
     def _scan(self, top: Path | None = None) -> None:
-        """Consider every file under `top` (the whole folder by default)."""
+        """Consider every file under `top` (the whole folder by default), letting go of
+        those ready every RELEASE_EVERY: the first files of a full folder are on their way
+        while the rest is scanned."""
+        seen = 0
         for root, dirs, files in os.walk(top or self.folder):
             if not self.filter.include_hidden:
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
                 self._observe(Path(root) / name, "scan")
+                seen += 1
+                if seen % RELEASE_EVERY == 0:
+                    self._release_ready()
 
     def _observe(self, path: Path, kind: str) -> None:
         """Update a file's candidacy; `kind` is scan, created, modified, closed or moved."""
