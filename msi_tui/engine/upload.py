@@ -159,14 +159,21 @@ class Uploader:
         """Check the broker and topic, then start the threads. Raises OperatorError."""
         if self.folder is not None and not self.folder.is_dir():
             raise OperatorError(f"folder to watch does not exist: {self.folder}")
-        admin = check_reachable(self.config)
-        ensure_topic(admin, self.settings.topic, self.settings.partitions)
         conf = producer_settings(self.config, self.settings.chunk_size, self.settings.queue_max_size)
         conf["error_cb"] = self._on_client_error
         try:
+            # Made first: it connects while the broker and the topic are checked, not after
+            # (each takes ~50 ms here, the whole start-up of a bare producer). Its error
+            # callback only runs once the delivery thread polls it, after the check.
             self._producer = Producer(conf)
         except Exception as exc:  # a bad key in the operator's config file
             raise OperatorError(f"producer settings rejected: {describe_kafka_error(exc)}") from None
+        try:
+            admin = check_reachable(self.config)
+            ensure_topic(admin, self.settings.topic, self.settings.partitions)
+        except BaseException:
+            self._producer = None  # (destroyed with its connection attempts; nothing was queued)
+            raise
         self.stats.connection = "connected"
         self._spawn(self._serve_deliveries, "msi-deliveries")
         for i in range(self.settings.n_threads):
