@@ -20,6 +20,12 @@ from msi_tui.errors import OperatorError
 KAFKA_LOG = logging.getLogger("msi_tui.kafka")
 KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds a log file
 CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 s
+# librdkafka drops its bootstrap connection once metadata names the brokers, then waits
+# half of this back-off (default 100 ms) before connecting to the broker named: 50 ms on
+# every client's start. With 10 ms the start-up check took 13 ms instead of 54 against a
+# local broker, and a consumer's first record came 40-100 ms sooner. The back-off still
+# doubles on each failed attempt up to reconnect.backoff.max.ms (10 s) during an outage.
+_QUICK_FIRST_CONNECT = {"reconnect.backoff.ms": 10}
 
 
 _EXACTLY_IN_ORDER = {
@@ -36,6 +42,7 @@ _EXACTLY_IN_ORDER = {
 def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: int) -> dict:
     """Producer settings tuned for large binary chunks, safe against loss and reordering."""
     settings: dict = {
+        **_QUICK_FIRST_CONNECT,
         "client.id": "msi-tui-upload",
         # Never give up on a chunk while the broker is away: an outage only delays files.
         "message.timeout.ms": 0,
@@ -60,6 +67,7 @@ def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: in
 def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
     """Consumer settings for at-least-once: offsets are stored by us, only past safe data."""
     settings: dict = {
+        **_QUICK_FIRST_CONNECT,
         "client.id": "msi-tui-reconstruct",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,  # commits what we stored, every few seconds and on close
@@ -99,7 +107,7 @@ def take_records(consumer: Consumer, batch: int, wait: float) -> list[Message]:
 
 
 def admin_settings(config: ClusterConfig) -> dict:
-    return {**config.broker, "logger": KAFKA_LOG}
+    return {**_QUICK_FIRST_CONNECT, **config.broker, "logger": KAFKA_LOG}
 
 
 def describe_kafka_error(exc: BaseException) -> str:
