@@ -4,11 +4,12 @@ The digest guards against what goes wrong by accident between the file on the ac
 and its copy (a lost or doubled chunk, a bug, a bad disk): it travels on the same topic as
 the data, so whoever may write to the topic may also write a matching digest, and a
 cryptographic hash buys nothing that the cluster's own access control does not (see
-docs/record-format.md). Hence XXH3-128 by default (format 4): 128 bits, and on one core of the
-benchmark machine 34 GiB/s in 16 KiB updates from cache (12 GB/s from memory) against
-BLAKE3's 3.2-3.6 GiB/s (format 3) and SHA-256's 1.1 GiB/s (format 1); every byte is hashed once on each side. BLAKE3 and SHA-256 stay for operators
-who check files by hand with `b3sum` or `sha256sum` (`xxhsum -H2` prints XXH3-128), and
-SHA-256 for readers that only know format 1.
+docs/record-format.md). Hence XXH3-128 by default (format 4): 128 bits, and on one core of
+the benchmark machine 34 GiB/s in 16 KiB updates from cache (12 GB/s from memory) against
+BLAKE3's 3.2-3.6 GiB/s (format 3) and SHA-256's 1.1 GiB/s (format 1); every byte is hashed
+once on each side. BLAKE3 and SHA-256 stay for operators who check files by hand with
+`b3sum` or `sha256sum` (`xxhsum -H2` prints XXH3-128), and SHA-256 for readers that only
+know format 1.
 """
 
 from __future__ import annotations

@@ -162,9 +162,8 @@ class Uploader:
         conf = producer_settings(self.config, self.settings.chunk_size, self.settings.queue_max_size)
         conf["error_cb"] = self._on_client_error
         try:
-            # Made first: it connects while the broker and the topic are checked, not after
-            # (each takes ~50 ms here, the whole start-up of a bare producer). Its error
-            # callback only runs once the delivery thread polls it, after the check.
+            # Made first: it connects while the broker and the topic are checked, not after.
+            # Its error callback only runs once the delivery thread polls it, after the check.
             self._producer = Producer(conf)
         except Exception as exc:  # a bad key in the operator's config file
             raise OperatorError(f"producer settings rejected: {describe_kafka_error(exc)}") from None
