@@ -10,6 +10,7 @@ import argparse
 import ctypes
 import gc
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Sequence
 from msi_tui import __version__
 from msi_tui.engine import digest
 from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig, load_config
+from msi_tui.engine.kafka_clients import RECORD_ALLOWANCE, chunk_size_limit
 from msi_tui.engine.output import CONFLICT_POLICIES
 from msi_tui.engine.reconstruct import DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
 from msi_tui.engine.upload import UploadSettings, Uploader
@@ -27,8 +29,17 @@ from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
 
 DEFAULT_TOPIC = "lecroy_files"
+MAX_THREADS = 64  # thousands of threads ran out of file descriptors and went on with dead workers
 
 
+class _Parser(argparse.ArgumentParser):
+    """An option refused at start is one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Option value checks: argparse names the option, the message says the range and the value.
 def _whole_number(text: str, what: str) -> int:
     try:
         return int(text)
@@ -43,21 +54,56 @@ def _power_of_two(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = _whole_number(text, "")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
+def _whole(low: int, high: int | None = None):  # noqa: ANN202
+    """A whole number from low to high (no upper bound when high is None)."""
+    def check(text: str) -> int:
+        value = _whole_number(text, "")
+        if value < low or (high is not None and value > high):
+            wanted = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {value})")
+        return value
+    return check
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text!r})") from None
-    if value <= 0 and value != -1:
-        raise argparse.ArgumentTypeError(f"must be positive, or -1 to turn it off (got {text})")
-    return value
+_positive = _whole(1)
+
+
+def _seconds_check(ok, wanted: str):  # noqa: ANN001, ANN202
+    """A finite number of seconds that `ok` accepts; `wanted` says what is accepted."""
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text if math.isfinite(value) else repr(text)})")
+        return value
+    return check
+
+
+_seconds = _seconds_check(lambda v: v > 0 or v == -1, "a positive number of seconds, or -1 to turn it off")
+_quiet_seconds = _seconds_check(lambda v: v >= 0, "a number of seconds, 0 or more")
+
+
+def _group_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a consumer group, not be empty or only spaces (got {text!r})")
+    return text
+
+
+def _largest_chunk(config: ClusterConfig) -> int:
+    """The largest power of two one record carries with these settings (0: none does)."""
+    limit = chunk_size_limit(config)[0]
+    return 1 << (limit.bit_length() - 1) if limit > 0 else 0
+
+
+def check_chunk_size(chunk_size: int, config: ClusterConfig) -> None:
+    """Refuse, before any connection, a chunk that one Kafka record cannot carry with its headers."""
+    limit, setting = chunk_size_limit(config)
+    if chunk_size > limit:
+        raise OperatorError(f"--chunk-size {chunk_size} is more than one Kafka record carries: at most {limit} "
+                            f"bytes ({setting}, less {RECORD_ALLOWANCE} for headers), so {_largest_chunk(config)} "
+                            f"or less")
 
 
 def _opt(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:  # noqa: ANN003
@@ -77,17 +123,19 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
          help="bootstrap servers, overriding the config's")
     parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(DEFAULT_TOPIC),
                         help=f"Kafka topic the files travel through (default: {DEFAULT_TOPIC})")
-    _opt(parser, "n-threads", type=_positive, default=default(5), metavar="N",
-         help="parallel threads: files sent at once, or files rebuilt at once (default: 5)")
+    _opt(parser, "n-threads", type=_whole(1, MAX_THREADS), default=default(5), metavar="N",
+         help=f"parallel threads, 1 to {MAX_THREADS}: files sent at once, or files rebuilt at once (default: 5)")
     _opt(parser, "partitions", type=_positive, default=default(5), metavar="N",
-         help="partitions when the topic has to be created (default: 5)")
+         help="partitions when the topic has to be created, at least 1 (default: 5)")
 
 
 def _upload_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "chunk-size", type=_power_of_two, default=16384, metavar="BYTES",
-         help="chunk size in bytes, a nonzero power of two (default: %(default)s)")
+         help=f"chunk size in bytes, a nonzero power of two that one Kafka record carries with its headers: "
+              f"at most {_largest_chunk(ClusterConfig('', ''))} with the default producer settings, less when the "
+              f"cluster config lowers message.max.bytes (default: %(default)s)")
     _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
-         help="chunks allowed to wait for delivery at once; backpressure beyond (default: %(default)s)")
+         help="chunks allowed to wait for delivery at once, at least 1; backpressure beyond (default: %(default)s)")
     parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
                         help="whole-file digest the reconstructor verifies: xxh128 (XXH3-128, record format 4, "
                              "the fastest), blake3 (format 3, to check files with b3sum) or sha256 (format 1, "
@@ -96,7 +144,7 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
 
 def _update_seconds(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "update-seconds", type=_seconds, default=30.0, metavar="S",
-         help="print a '.' still-alive mark every S seconds, -1 for never (default: %(default)g)")
+         help="print a '.' still-alive mark every S seconds (positive), -1 for never (default: %(default)g)")
 
 
 def _headless(parser: argparse.ArgumentParser) -> None:
@@ -107,8 +155,8 @@ def _headless(parser: argparse.ArgumentParser) -> None:
 def _watch_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "use-polling", action="store_true",
          help="judge files complete by a quiet period instead of close events (network shares)")
-    _opt(parser, "quiet-seconds", type=float, default=3.0, metavar="S",
-         help="with polling, how long size and mtime must stay unchanged (default: %(default)g)")
+    _opt(parser, "quiet-seconds", type=_quiet_seconds, default=3.0, metavar="S",
+         help="with polling, how long size and mtime must stay unchanged, 0 or more (default: %(default)g)")
     _opt(parser, "include", action="append", default=[], metavar="GLOB",
          help="upload only files matching GLOB (repeatable; default: every file)")
     _opt(parser, "exclude", action="append", default=[], metavar="GLOB",
@@ -118,7 +166,7 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="msi-tui",
         allow_abbrev=False,  # a typo must be an error, not silently another option
         description="Move instrument data files through Apache Kafka, byte for byte. "
@@ -145,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, help="output folder (created when missing)")
     _common(p)
     _update_seconds(p)
-    _opt(p, "group-id", default=DEFAULT_GROUP_ID, metavar="ID",
+    _opt(p, "group-id", type=_group_id, default=DEFAULT_GROUP_ID, metavar="ID",
          help="consumer group; the same id on several machines shares the work (default: %(default)s)")
     _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default="keep-both",
          help="when a different file already has the name: keep-both saves the new one as 'name (2).ext', "
@@ -225,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         from msi_tui.broker.command import run_broker_command
 
         return run_broker_command(args.action, args.port, nodes=args.nodes)
+    if args.command != "reconstruct":  # every other command sends files
+        check_chunk_size(getattr(args, "chunk_size", 16384), _cluster(args))
     log_path = _log_to_file()
     if args.command in (None, "demo"):
         from msi_tui.launch import run_app_command

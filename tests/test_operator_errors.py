@@ -110,3 +110,75 @@ def test_seed_entry_points_take_seed_options(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-m", f"msi_tui.{module}", "--help"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "--n_threads" in result.stdout
+
+
+# Option values refused at start, before any broker connection: (command, option, value, what the message says).
+BAD_VALUES = [
+    ("reconstruct", "--group-id", "", "not be empty"),
+    ("reconstruct", "--group_id", "   ", "only spaces"),
+    ("upload-file", "--n-threads", "10000", "from 1 to 64"),
+    ("upload", "--n_threads", "0", "from 1 to 64"),
+    ("reconstruct", "--n-threads", "65", "from 1 to 64"),
+    ("demo", "--n-threads", "10000", "from 1 to 64"),
+    (None, "--n-threads", "-3", "from 1 to 64"),
+    ("upload-file", "--chunk-size", "67108864", "33554432 or less"),
+    ("upload", "--chunk_size", "1073741824", "33554432 or less"),
+    ("upload", "--quiet-seconds", "-1", "0 or more"),
+    ("upload", "--quiet-seconds", "nan", "0 or more"),
+    ("upload", "--update-seconds", "0", "or -1"),
+    ("reconstruct", "--update_seconds", "-2", "or -1"),
+    ("upload-file", "--queue-max-size", "0", "at least 1"),
+    ("upload", "--partitions", "0", "at least 1"),
+    ("reconstruct", "--partitions", "-1", "at least 1"),
+]
+
+
+def assert_one_line_naming(result, option: str, value: str, *fragments: str) -> None:  # noqa: ANN001
+    err = assert_clean_error(result, *fragments)
+    assert len(err.splitlines()) == 1, err
+    assert option.replace("_", "-") in err, err
+    assert (value if value.strip() else repr(value)) in err, err
+
+
+@pytest.mark.parametrize(("command", "option", "value", "says"), BAD_VALUES,
+                         ids=[f"{c}{o}={v!r}" for c, o, v, _ in BAD_VALUES])
+def test_bad_option_value_is_one_line(tmp_path: Path, command: str | None, option: str, value: str, says: str) -> None:
+    target = {"upload-file": tmp_path / "x.trc", "upload": tmp_path, "reconstruct": tmp_path / "out",
+              "demo": tmp_path / "demo"}
+    (tmp_path / "x.trc").write_bytes(b"x")
+    args = [command, str(target[command])] if command else []
+    assert_one_line_naming(cli(*args, option, value, timeout=30), option, value, says)
+
+
+def test_seed_entry_points_check_options_too(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for module, option, value in (("upload_data_file", "--n_threads", "10000"),
+                                  ("upload_data_files_added_to_directory", "--quiet_seconds", "-5"),
+                                  ("reconstruct_data_files", "--group_id", "")):
+        result = subprocess.run([sys.executable, "-m", f"msi_tui.{module}", str(tmp_path), option, value],
+                                capture_output=True, text=True, timeout=30)
+        assert_one_line_naming(result, option, value)
+
+
+def test_chunk_size_bound_follows_the_configs_message_max_bytes(tmp_path: Path) -> None:
+    from msi_tui.cli import check_chunk_size
+    from msi_tui.engine.config import ClusterConfig
+    from msi_tui.errors import OperatorError
+
+    config = tmp_path / "small.config"
+    config.write_text("[broker]\nbootstrap.servers = 127.0.0.1:1\n[producer]\nmessage.max.bytes = 1000000\n")
+    result = cli("upload-file", str(tmp_path), "--config", str(config), "--chunk-size", "1048576", timeout=30)
+    assert_one_line_naming(result, "--chunk-size", "1048576", "message.max.bytes 1000000", "524288 or less")
+    small = ClusterConfig("small", str(config), producer={"message.max.bytes": "1000000"})
+    check_chunk_size(524288, small)  # fits with its headers
+    check_chunk_size(33554432, ClusterConfig("default", ""))  # msi-tui raises message.max.bytes itself
+    with pytest.raises(OperatorError):
+        check_chunk_size(1 << 26, ClusterConfig("default", ""))  # larger than librdkafka's whole queue
+
+
+def test_help_states_the_ranges() -> None:
+    for command in ("upload-file", "upload", "reconstruct", "demo"):
+        assert "1 to 64" in cli(command, "--help").stdout
+    assert "at most 33554432" in " ".join(cli("upload-file", "--help").stdout.split())

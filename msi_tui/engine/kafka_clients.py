@@ -28,6 +28,11 @@ CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 
 _QUICK_FIRST_CONNECT = {"reconnect.backoff.ms": 10}
 
 
+# Room a record needs besides its chunk: key, headers (a path may take 4 KiB) and framing.
+RECORD_ALLOWANCE = 65536
+LIBRDKAFKA_MAX_MESSAGE_BYTES = 1_000_000_000  # the ceiling librdkafka puts on message.max.bytes
+
+
 _EXACTLY_IN_ORDER = {
     "acks": "all",
     "enable.idempotence": True,  # retries never duplicate or reorder within a partition
@@ -55,13 +60,29 @@ def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: in
         "queue.buffering.max.kbytes": 65536,
         "logger": KAFKA_LOG,
     }
-    if chunk_size + 65536 > 1_000_000:
-        settings["message.max.bytes"] = chunk_size + 65536
-        settings["batch.size"] = chunk_size + 65536
+    if chunk_size + RECORD_ALLOWANCE > 1_000_000:
+        settings["message.max.bytes"] = chunk_size + RECORD_ALLOWANCE
+        settings["batch.size"] = chunk_size + RECORD_ALLOWANCE
     settings.update(config.broker)
     settings.update(config.producer)
     settings.update(_EXACTLY_IN_ORDER)  # what the format relies on is not the config's to change
     return settings
+
+
+def chunk_size_limit(config: ClusterConfig) -> tuple[int, str]:
+    """The largest chunk one record of our producer can carry with its headers, and which
+    setting decides it. msi-tui raises message.max.bytes to fit the chunk unless the cluster
+    config sets it; a record larger than the queue's queue.buffering.max.kbytes would wait for
+    room forever. (The broker's own message.max.bytes is only known once connected.)"""
+    settings = producer_settings(config, LIBRDKAFKA_MAX_MESSAGE_BYTES - RECORD_ALLOWANCE, 1)
+    limits = []
+    for key, unit in (("message.max.bytes", 1), ("queue.buffering.max.kbytes", 1024)):
+        try:
+            size = int(settings[key]) * unit
+        except (TypeError, ValueError):
+            continue  # not a number: librdkafka refuses the config itself, with its own message
+        limits.append((size - RECORD_ALLOWANCE, f"{key} {settings[key]}" + (f" = {size} bytes" if unit > 1 else "")))
+    return min(limits, default=(LIBRDKAFKA_MAX_MESSAGE_BYTES - RECORD_ALLOWANCE, "librdkafka's limit"))
 
 
 def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
@@ -200,12 +221,20 @@ def check_reachable(config: ClusterConfig, timeout: float = CONNECT_TIMEOUT_S) -
     )
 
 
-def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float = 15.0) -> int:
-    """Create `topic` when missing; return its partition count."""
+# A data topic's records carry the broker's append time: the reconstructor judges abandoned
+# uploads by record time, which a producer's clock (or a hostile record) must not decide.
+DATA_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float = 15.0,
+                 config: dict[str, str] | None = None) -> int:
+    """Create `topic` when missing (with `config`, by default DATA_TOPIC_CONFIG); return its
+    partition count."""
     existing = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
     if existing is not None and existing.error is None:
         return len(existing.partitions)
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)], request_timeout=timeout)[topic]
+    new = NewTopic(topic, num_partitions=partitions, config=DATA_TOPIC_CONFIG if config is None else config)
+    future = admin.create_topics([new], request_timeout=timeout)[topic]
     try:
         future.result(timeout=timeout)
     except KafkaException as exc:
