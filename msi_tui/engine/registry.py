@@ -1,17 +1,31 @@
-"""What the folder uploader has sent, kept in SQLite in the user state dir.
+"""What the uploader has sent, kept in SQLite in the user state dir.
 
 A restart must neither re-send finished, unchanged files nor forget half-sent ones: a file
 is `done` only once every chunk was acknowledged, and only with the size and mtime it had
 when it was read. The registry lives outside the watched folder so it is never uploaded.
+
+Every upload, watched or given by hand, is also written down under its id before its first
+chunk goes out (table `sends`), with what its `abort` record needs: a reconstructor holds an
+unfinished upload's staged file and its partition's committed offset until the upload ends,
+so one the uploader never finished (it was killed, or its abort could not be delivered) is
+withdrawn at the next start. Each registry holds a lock file for as long as it is open, so
+a start withdraws only uploads whose uploader is gone, never those of one still running.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import NamedTuple
 
+from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
+from msi_tui.engine.digest import Algorithm
 from msi_tui.engine.events import Notice, Sink
 
 SCHEMA = """
@@ -28,23 +42,67 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (destination, folder, relpath)
 )
 """
+# Schema version 1 (PRAGMA user_version): one row per upload, `state` sending, done or
+# withdrawn; `owner` names the lock file of the registry that sends it.
+SENDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sends (
+    upload_id TEXT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    relpath TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated REAL NOT NULL
+)
+"""
+# Version 0 kept an unfinished upload only in `uploads` (states sending and failed), without
+# its digest: it is taken over as one of the default digest, which is what that version's
+# own abort records carried.
+MIGRATE_0_TO_1 = f"""
+INSERT OR IGNORE INTO sends
+SELECT upload_id, destination, relpath, size, chunk_size, '{DEFAULT_DIGEST}', '', 'sending', updated
+FROM uploads WHERE state IN ('sending', 'failed')
+"""
+KEEP_FINISHED_S = 7 * 86400  # finished sends are forgotten after a week
+OWNER_SWEEP_AGE_S = 3600.0
+_OWNER = re.compile(r"[0-9a-f]{32}")
+
+
+class Unfinished(NamedTuple):
+    """An upload that was started and neither completed nor withdrawn."""
+
+    upload_id: str
+    relpath: str
+    size: int
+    chunk_size: int
+    digest: Algorithm
 
 
 class Registry:
-    """Thread-safe record of uploads per (destination, folder, relative path)."""
+    """Thread-safe record of uploads per (destination, folder, relative path), and of every
+    upload to `destination` by id. `folder` is None for files given by hand."""
 
-    def __init__(self, db_path: Path, destination: str, folder: Path, sink: Sink) -> None:
+    def __init__(self, db_path: Path, destination: str, folder: Path | None, sink: Sink) -> None:
         self.destination = destination
-        self.folder = str(folder.resolve())
+        self.folder = str(folder.resolve()) if folder is not None else ""
         self._lock = threading.Lock()
         db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._owners = db_path.with_name(db_path.name + ".owners")
+        self._owners.mkdir(exist_ok=True)
+        self.owner = uuid.uuid4().hex
+        # Held until close (or until the process dies, when the kernel lets go of it).
+        self._owner_fd = os.open(self._owners / self.owner, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
+        self._sweep_owners()
         self._db = self._open(db_path, sink)
 
     @staticmethod
     def _open(db_path: Path, sink: Sink) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            db.execute(SCHEMA)
+            Registry._create(db)
             db.execute("SELECT count(*) FROM uploads").fetchone()
         except sqlite3.DatabaseError as exc:
             # A corrupt registry must never become a crash loop: keep it aside, start afresh.
@@ -52,10 +110,27 @@ class Registry:
             db_path.rename(aside)
             sink(Notice(level="warning", message=f"upload registry was unreadable ({exc}); kept as {aside.name}, files will be re-sent", at=time.time()))
             db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            db.execute(SCHEMA)
+            Registry._create(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("DELETE FROM sends WHERE state != 'sending' AND updated < ?", (time.time() - KEEP_FINISHED_S,))
         return db
+
+    @staticmethod
+    def _create(db: sqlite3.Connection) -> None:
+        db.execute(SCHEMA)
+        db.execute("BEGIN IMMEDIATE")  # two uploaders starting at once migrate once
+        try:
+            db.execute(SENDS_SCHEMA)
+            if db.execute("PRAGMA user_version").fetchone()[0] < 1:
+                db.execute(MIGRATE_0_TO_1)
+                db.execute("PRAGMA user_version = 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # --- files of a watched folder ------------------------------------------------------
 
     def is_done(self, relpath: str, size: int, mtime_ns: int) -> bool:
         """True when this exact version of the file was fully acknowledged before."""
@@ -73,17 +148,76 @@ class Registry:
                 (self.destination, self.folder, relpath, size, mtime_ns, upload_id, chunk_size, state, time.time()),
             )
 
-    def unfinished(self, relpath: str) -> tuple[str, int, int] | None:
-        """(upload id, size, chunk size) of an upload of this file that never completed:
-        the uploader died or gave up part-way, and reconstructors still wait for it."""
+    # --- every upload, by id ------------------------------------------------------------
+
+    def begin(self, upload_id: str, relpath: str, size: int, chunk_size: int, digest: Algorithm) -> None:
+        """Write an upload down before its first chunk is produced."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT upload_id, size, chunk_size FROM uploads WHERE destination=? AND folder=? AND relpath=?"
-                " AND state IN ('sending', 'failed')",
-                (self.destination, self.folder, relpath),
-            ).fetchone()
-        return tuple(row) if row else None  # type: ignore[return-value]
+            self._db.execute(
+                "INSERT OR REPLACE INTO sends VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)",
+                (upload_id, self.destination, relpath, size, chunk_size, digest, self.owner, time.time()),
+            )
+
+    def finish(self, upload_id: str, state: str) -> None:
+        """`done` (every record acknowledged) or `withdrawn` (its abort acknowledged)."""
+        with self._lock:
+            self._db.execute("UPDATE sends SET state=?, updated=? WHERE upload_id=?", (state, time.time(), upload_id))
+
+    def take_over_unfinished(self) -> list[Unfinished]:
+        """The unfinished uploads to this destination whose uploader is gone, made this
+        registry's own (so two uploaders starting at once do not both withdraw them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT upload_id, relpath, size, chunk_size, digest, owner FROM sends"
+                " WHERE destination=? AND state='sending' AND owner != ?",
+                (self.destination, self.owner),
+            ).fetchall()
+            taken: list[Unfinished] = []
+            gone: set[str] = set()
+            for *fields, owner in rows:
+                if owner not in gone and self._alive(owner):
+                    continue
+                gone.add(owner)
+                claimed = self._db.execute("UPDATE sends SET owner=? WHERE upload_id=? AND owner=?",
+                                           (self.owner, fields[0], owner)).rowcount
+                if claimed:
+                    taken.append(Unfinished(*fields))
+        for owner in gone:  # those uploaders are gone and their rows ours: their lock files go too
+            if _OWNER.fullmatch(owner):
+                (self._owners / owner).unlink(missing_ok=True)
+        return taken
+
+    def _alive(self, owner: str) -> bool:
+        """Whether the registry `owner` is still open, in this process or another."""
+        if not _OWNER.fullmatch(owner):
+            return False
+        try:
+            fd = os.open(self._owners / owner, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell (another user's?): never withdraw a live upload
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # (releases the lock taken, if it was)
+        return False
+
+    def _sweep_owners(self) -> None:
+        """Remove the lock files of uploaders killed with nothing unfinished. Only old ones:
+        a registry opening creates its file a moment before it locks it."""
+        cutoff = time.time() - OWNER_SWEEP_AGE_S
+        for path in self._owners.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff and not self._alive(path.name):
+                    path.unlink(missing_ok=True)
+            except OSError:
+                continue  # gone meanwhile, or not ours to remove
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            (self._owners / self.owner).unlink(missing_ok=True)
+            os.close(self._owner_fd)

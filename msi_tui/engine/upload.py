@@ -6,20 +6,28 @@ comes for free and goes out in the closing `end` record. librdkafka's own thread
 network I/O for all files at once; `produce()` only copies into its queue, whose bound (the
 seed's queue_max_size) is the backpressure: a full queue raises BufferError, and we serve
 delivery reports and retry, never drop.
+
+Every upload ends exactly once (`Uploader._finish`): done, or withdrawn with an `abort`
+record, which tells reconstructors to drop its staged file and let go of its partition's
+offset. The registry writes each upload down before its first chunk, so one that could not
+be withdrawn (the uploader was killed, or the broker was out of reach) is withdrawn at the
+next start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Literal
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
@@ -35,7 +43,7 @@ from msi_tui.engine.events import (
     Sink,
 )
 from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
-from msi_tui.engine.registry import Registry
+from msi_tui.engine.registry import Registry, Unfinished
 from msi_tui.engine.stats import UploadSnapshot, UploadStats
 from msi_tui.engine.watch import FileFilter, FolderWatcher
 from msi_tui.errors import OperatorError
@@ -73,6 +81,16 @@ READ_BLOCK = 1 << 20  # bytes read and hashed at a time; chunks are produced as 
 READ_EACH_CHUNK_FROM = 64 << 10  # ... unless they are this large: a slice is a copy (produce()
 # takes no memoryview), and one read per chunk saved 10 % of the CPU at 512 KiB (none at 16 KiB).
 MANUAL_RETRIES = 3  # a file given by hand that keeps changing is retried this often
+ABORT_GRACE_S = 2.0  # a forced stop still waits this long for its abort records to be acknowledged
+FATAL_CAUSE_WAIT_S = 5.0
+STOPPED = "stopped before it was completely sent"
+DELETED = "deleted or moved away while it was being sent"
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+LOG = logging.getLogger(__name__)
+
+# How an upload ended: every record acknowledged, or withdrawn because it failed, the
+# uploader stopped, or the file changed (then it is sent again under a new id).
+Outcome = Literal["done", "failed", "stopped", "changed"]
 
 
 @dataclass(frozen=True)
@@ -94,14 +112,19 @@ class _Delivery:
     of one per chunk.
     """
 
-    __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "chunk_size", "acked", "closed", "started")
+    __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "chunk_size", "common", "acked",
+                 "outcome", "producing", "started")
 
-    def __init__(self, uploader: "Uploader", job: _Job, upload_id: str, size: int, mtime_ns: int, chunks: int) -> None:
+    def __init__(self, uploader: "Uploader", job: _Job, upload_id: str, size: int, mtime_ns: int, chunks: int,
+                 common: wire.Headers) -> None:
         self.uploader, self.job, self.upload_id = uploader, job, upload_id
         self.size, self.mtime_ns, self.chunks = size, mtime_ns, chunks
         self.chunk_size = uploader.settings.chunk_size
+        self.common = common
         self.acked = 0  # chunks 0..acked-1 are acknowledged
-        self.closed = False  # counted as done, failed or withdrawn: no more accounting
+        self.outcome: Outcome | None = None  # set once, by Uploader._finish
+        # The upload thread may still produce records of it: its abort must wait until not.
+        self.producing = True
         self.started = time.monotonic()
 
     def reporter(self, index: int) -> Callable[[KafkaError | None, object], None] | None:
@@ -129,7 +152,18 @@ class _Delivery:
             self.uploader._delivery_failed(self, err)
         else:
             self.chunks_acked(None, self.chunks)
-            self.uploader._completed(self)
+            self.uploader._finish(self, "done")
+
+
+def _fatal(exc: BaseException | None) -> KafkaException | None:
+    """The fatal producer error `exc` is or was caused by: a delivery report that poll()
+    serves while such an error is pending fails with a SystemError caused by it."""
+    while exc is not None:
+        err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+        if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
+            return exc  # type: ignore[return-value]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class Uploader:
@@ -152,6 +186,13 @@ class Uploader:
         self._watcher: FolderWatcher | None = None
         self._registry: Registry | None = None
         self._outage_reported = False
+        self._open: set[_Delivery] = set()  # uploads begun and not ended (under stats.lock)
+        # Abort records due, as (upload id, headers): the delivery thread produces them, as it
+        # may wait for room in librdkafka's queue, which a delivery report cannot.
+        self._aborts: queue.SimpleQueue[tuple[str, wire.Headers]] = queue.SimpleQueue()
+        self._aborts_unacked = 0  # (under stats.lock)
+        self._failure: str | None = None  # why the producer failed for good, once it has
+        self._failed = threading.Event()  # ... and that it has
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -170,18 +211,19 @@ class Uploader:
         try:
             admin = check_reachable(self.config)
             ensure_topic(admin, self.settings.topic, self.settings.partitions)
+            self._registry, unfinished = self._open_registry()
         except BaseException:
             self._producer = None  # (destroyed with its connection attempts; nothing was queued)
             raise
         self.stats.connection = "connected"
+        self._withdraw_unfinished(unfinished)
         self._spawn(self._serve_deliveries, "msi-deliveries")
         for i in range(self.settings.n_threads):
             self._spawn(self._upload_loop, f"msi-upload-{i}")
         if self.folder is not None:
-            if self.settings.use_registry:
-                db = state_dir() / "uploads.sqlite3"
-                destination = f"{self.config.bootstrap}/{self.settings.topic}"
-                self._registry = Registry(db, destination, self.folder, self.sink)
+            # --resend only stops the registry from skipping files: every upload is still
+            # written down, so that it can be withdrawn should this run not finish it.
+            registry = self._registry if self.settings.use_registry else None
             self._watcher = FolderWatcher(
                 self.folder,
                 self._on_ready,
@@ -189,10 +231,30 @@ class Uploader:
                 file_filter=self.settings.file_filter,
                 use_polling=self.settings.use_polling,
                 quiet_seconds=self.settings.quiet_seconds,
-                is_known=self._registry.is_done if self._registry else (lambda *_: False),
+                is_known=registry.is_done if registry else (lambda *_: False),
             )
             self._watcher.start()
         self.stats.state = "watching" if self.folder is not None else "sending"
+
+    def _open_registry(self) -> tuple[Registry, list[Unfinished]]:
+        """The registry, and the uploads to this destination that earlier runs left unfinished."""
+        db = state_dir() / "uploads.sqlite3"
+        try:
+            registry = Registry(db, f"{self.config.bootstrap}/{self.settings.topic}", self.folder, self.sink)
+            return registry, registry.take_over_unfinished()
+        except (OSError, sqlite3.Error) as exc:
+            raise OperatorError(f"cannot open the upload registry {db}: {exc}") from None
+
+    def _withdraw_unfinished(self, unfinished: list[Unfinished]) -> None:
+        """Withdraw the uploads an earlier run began and never finished: reconstructors hold
+        their staged files and their partitions' offsets until an abort record comes."""
+        for u in unfinished:
+            self._aborts.put((u.upload_id, wire.abort_headers(wire.file_headers(
+                u.upload_id, u.relpath, u.size, u.chunk_size, u.digest))))
+        if unfinished:
+            n = len(unfinished)
+            self.sink(Notice(level="info", message=f"withdrawing {n} unfinished upload{'' if n == 1 else 's'} "
+                                                   "an earlier run left (an abort record each)", at=time.time()))
 
     def _spawn(self, target, name: str) -> None:  # noqa: ANN001
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -242,7 +304,9 @@ class Uploader:
         self._force.set()
         self.request_stop()
         if self._producer is not None:
-            self._producer.purge()
+            # Records already on their way are left to land, so the abort records produced
+            # after them stay behind them in their partitions.
+            self._producer.purge(in_queue=True, in_flight=False)
 
     def wait_stopped(self, timeout: float) -> bool:
         return self._stopped.wait(timeout)
@@ -255,7 +319,11 @@ class Uploader:
         """Nothing queued, nothing being read, nothing awaiting delivery."""
         with self.stats.lock:
             busy = self.stats.files_queued or self.stats.files_in_progress
-        return not busy and self._jobs.empty() and (self._producer is None or len(self._producer) == 0)
+        return not busy and self._jobs.empty() and (self._producer is None or self._nothing_to_deliver(self._producer))
+
+    def _nothing_to_deliver(self, producer: Producer) -> bool:
+        # A failed producer may keep a record queued for ever: nothing will be delivered.
+        return self._failed.is_set() or len(producer) == 0
 
     def snapshot(self) -> UploadSnapshot:
         pending = len(self._producer) if self._producer is not None else 0
@@ -264,23 +332,87 @@ class Uploader:
     # --- threads ------------------------------------------------------------------------
 
     def _serve_deliveries(self) -> None:
-        """Serve delivery reports until quit was asked and every chunk is delivered."""
+        """Serve delivery reports and produce abort records until quit was asked and every
+        record is delivered (or, forced, the abort records had a moment to go)."""
         producer = self._producer
         assert producer is not None
         senders = [t for t in self._threads if t.name.startswith("msi-upload")]
         while True:
+            self._poll(producer, 0.2)
             try:
-                producer.poll(0.2)
-            except Exception as exc:  # a bug in accounting must not stop deliveries being served
-                self.sink(Notice(level="error", message=f"delivery report handling failed: {exc!r}", at=time.time()))
-            if self._stop_new.is_set() and not any(t.is_alive() for t in senders):
-                if self._force.is_set() or len(producer) == 0:
+                self._send_aborts(producer)
+            except Exception as exc:  # this thread must outlive any bug: it drains and stops the uploader
+                LOG.exception("sending abort records failed")
+                self.sink(Notice(level="error", message=f"sending abort records failed: {exc!r}", at=time.time()))
+            if self._stop_new.is_set() and not any(t.is_alive() for t in senders) and self._aborts.empty():
+                if self._force.is_set() or self._nothing_to_deliver(producer):
                     break
-        producer.flush(0)
+        if self._force.is_set():
+            deadline = time.monotonic() + ABORT_GRACE_S
+            while self._aborts_unacked and time.monotonic() < deadline:
+                self._poll(producer, 0.1)
         if self._registry:
             self._registry.close()
         self.stats.state = "stopped"
         self._stopped.set()
+
+    def _poll(self, producer: Producer, timeout: float) -> None:
+        try:
+            producer.poll(timeout)
+        except Exception as exc:  # a bug in accounting must not stop deliveries being served
+            fatal = _fatal(exc)
+            if fatal is not None:
+                self._producer_failed(fatal)
+            elif isinstance(exc, KafkaException):
+                self.sink(Notice(level="error", message=f"Kafka: {describe_kafka_error(exc)}", at=time.time()))
+            else:
+                LOG.exception("delivery report handling failed")
+                self.sink(Notice(level="error", message=f"delivery report handling failed: {exc!r}", at=time.time()))
+
+    def _producer_failed(self, exc: KafkaException) -> None:
+        """The producer failed for good (with the gapless guarantee: a record was refused)
+        and sends nothing more. librdkafka raises that from poll() rather than telling
+        error_cb, and delivery reports served in the same call can be lost to it, so every
+        open upload fails here; their abort records are tried, and the registry keeps them
+        for the next start."""
+        with self.stats.lock:
+            first = self._failure is None
+            if first:
+                self._failure = f"Kafka producer failed: {describe_kafka_error(exc)}"
+            uploads = list(self._open)
+        self._failed.set()
+        reason = self._failure or ""
+        for upload in uploads:
+            self._finish(upload, "failed", reason)
+        if first and not uploads:
+            self.sink(Notice(level="error", message=reason, at=time.time()))
+
+    def _send_aborts(self, producer: Producer) -> None:
+        """Produce the abort records due, each once its upload's last record was produced."""
+        while True:
+            try:
+                upload_id, headers = self._aborts.get_nowait()
+            except queue.Empty:
+                return
+            report = lambda err, _msg, uid=upload_id: self._abort_acked(uid, err)  # noqa: E731
+            try:
+                producer.produce(self.settings.topic, b"", upload_id.encode(), headers=headers, on_delivery=report)
+            except BufferError:
+                self._aborts.put((upload_id, headers))  # room comes with the next delivery reports
+                return
+            except KafkaException as exc:
+                # The producer has failed for good: the registry keeps the upload unfinished,
+                # and the next start withdraws it.
+                LOG.warning("abort record of upload %s not sent: %s", upload_id, describe_kafka_error(exc))
+                continue
+            with self.stats.lock:
+                self._aborts_unacked += 1
+
+    def _abort_acked(self, upload_id: str, err: KafkaError | None) -> None:
+        with self.stats.lock:
+            self._aborts_unacked -= 1
+        if err is None and self._registry:
+            self._registry.finish(upload_id, "withdrawn")
 
     def _upload_loop(self) -> None:
         while not self._stop_new.is_set():
@@ -293,17 +425,23 @@ class Uploader:
                 self.stats.files_in_progress += 1
             try:
                 self._send(job)
-            except Exception as exc:  # one file's trouble must not end the thread
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self._give_up(job, f"cannot read: {reason}")
+            except Exception as exc:  # before its upload began (it has its own ending after)
+                self._give_up(job, self._reason(exc))
 
-    def _give_up(self, job: _Job, reason: str, delivery: _Delivery | None = None) -> None:
+    def _reason(self, exc: Exception) -> str:
+        """One line for the operator on why a file was not sent."""
+        if isinstance(exc, OSError):
+            return f"cannot read: {exc.strerror or exc}"
+        if self._failure and _fatal(exc) is not None:
+            return self._failure
+        if isinstance(exc, KafkaException):
+            return f"cannot send: {describe_kafka_error(exc)}"
+        LOG.error("upload failed", exc_info=exc)  # the traceback goes to the log file
+        return f"unexpected error: {exc!r}"
+
+    def _give_up(self, job: _Job, reason: str) -> None:
+        """A file failed before its upload began: nothing of it was produced."""
         with self.stats.lock:
-            if delivery is not None:
-                if delivery.closed:
-                    return
-                delivery.closed = True
-                self.stats.table.update(delivery.upload_id, state="failed", finished=time.time())
             self.stats.files_in_progress -= 1
             self.stats.files_failed += 1
         self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
@@ -324,57 +462,73 @@ class Uploader:
         upload_id = uuid.uuid4().hex
         common = wire.file_headers(upload_id, job.relpath, size, cs, self.settings.digest)
         chunks = wire.chunk_count(size, cs)
-        delivery = _Delivery(self, job, upload_id, size, mtime_ns, chunks)
+        upload = _Delivery(self, job, upload_id, size, mtime_ns, chunks, common)
+        if self._registry:  # before the first chunk: an uploader killed from here on is withdrawn at the next start
+            self._registry.begin(upload_id, job.relpath, size, cs, self.settings.digest)
         with self.stats.lock:
+            self._open.add(upload)
             self.stats.table.put(upload_id, path=job.relpath, size=size, chunks_done=0, chunks_total=chunks,
                                  state="sending", started=time.time(), finished=None)
-        if self._registry and job.from_watch:
-            self._withdraw_stale(job.relpath)
-            self._registry.mark(job.relpath, size, mtime_ns, upload_id, cs, "sending")
-        self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
-        key = upload_id.encode()
+        # From here on the upload ends only through _finish, whatever happens.
+        ended: tuple[Outcome, str] | None
+        try:
+            self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
+            ended = self._produce_file(upload, f)
+        except Exception as exc:  # one file's trouble must not end the thread
+            if (fatal := _fatal(exc)) is not None:
+                if not fatal.args[0].fatal():
+                    # produce() says only that the producer failed; why comes with the error
+                    # the delivery thread's next poll() raises.
+                    self._failed.wait(FATAL_CAUSE_WAIT_S)
+                self._producer_failed(fatal)
+            ended = ("failed", self._reason(exc))
+        if ended is not None:
+            self._finish(upload, *ended)
+        self._stop_producing(upload)
+
+    def _produce_file(self, upload: _Delivery, f: BinaryIO) -> tuple[Outcome, str] | None:
+        """Produce every chunk and the closing record; None once all were produced, else
+        how the upload ended instead."""
+        job, size, cs, common = upload.job, upload.size, upload.chunk_size, upload.common
+        key = upload.upload_id.encode()
         digest = new_hasher(self.settings.digest)
         per_block = max(1, READ_BLOCK // cs) if cs < READ_EACH_CHUNK_FROM else 1
         block, block_start = b"", -per_block  # the bytes read ahead, and the chunk index they start at
-        for index in range(chunks):
+        for index in range(upload.chunks):
             if not self._resume.is_set():
                 while not self._resume.wait(0.2):
                     pass
             if self._stop_new.is_set():
-                self._withdraw(job, delivery, common, key, changed=False)
-                return
+                return "stopped", STOPPED
+            if upload.outcome is not None:  # its delivery failed: nothing more of it
+                return None
             if index == block_start + per_block:
                 # One read and one hash update per block rather than per chunk: each is a
                 # system call or a release of the GIL that has to be won back.
+                if os.fstat(f.fileno()).st_nlink == 0:  # an unlinked file still reads to its end
+                    return "failed", DELETED
                 block_start, want = index, min(per_block * cs, size - index * cs)
                 block = f.read(want)
                 if len(block) != want:
-                    self._withdraw(job, delivery, common, key, changed=True)
-                    return
+                    return "changed", ""
                 digest.update(block)
             at = (index - block_start) * cs
             data = block if per_block == 1 else block[at:at + cs]
-            if not self._produce(data, key, wire.chunk_headers(common, index), delivery.reporter(index)):
-                return
-            if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == chunks - 1:
+            if not self._produce(data, key, wire.chunk_headers(common, index), upload.reporter(index)):
+                return "stopped", STOPPED
+            if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == upload.chunks - 1:
                 with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
                     self.stats.chunks_produced += index % PRODUCED_REPORT_EVERY + 1
         grew = f.read(1)
-        after = os.stat(job.path)
-        if grew or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
-            self._withdraw(job, delivery, common, key, changed=True)
-            return
-        self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), delivery.closing_acked)
-
-    def _withdraw_stale(self, relpath: str) -> None:
-        """An earlier run left this file half-sent: withdraw that upload, so reconstructors
-        stop waiting for it (and stop holding their committed offsets back for it)."""
-        assert self._registry is not None
-        stale = self._registry.unfinished(relpath)
-        if stale is not None:
-            old_id, old_size, old_chunk_size = stale
-            headers = wire.abort_headers(wire.file_headers(old_id, relpath, old_size, old_chunk_size))
-            self._produce(b"", old_id.encode(), headers, None)
+        try:
+            after = os.stat(job.path)
+        except FileNotFoundError:
+            return "failed", DELETED
+        if grew or (after.st_size, after.st_mtime_ns) != (size, upload.mtime_ns):
+            return "changed", ""
+        if not self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), upload.closing_acked):
+            return "stopped", STOPPED
+        return None
 
     def _produce(self, value: bytes, key: bytes, headers: wire.Headers, on_delivery) -> bool:  # noqa: ANN001
         """Produce one record, waiting while librdkafka's queue is full. False if forced to stop."""
@@ -389,47 +543,71 @@ class Uploader:
                     return False
                 producer.poll(0.05)  # room appears as deliveries are reported
 
-    def _withdraw(self, job: _Job, delivery: _Delivery, common: wire.Headers, key: bytes, changed: bool) -> None:
-        """Abandon an upload part-way: tell reconstructors to drop it, and retry if it changed."""
-        self._produce(b"", key, wire.abort_headers(common), None)
+    # --- how an upload ends (upload threads and the delivery-report thread) -------------
+
+    def _finish(self, upload: _Delivery, outcome: Outcome, reason: str = "") -> None:
+        """End an upload, once: whoever comes second (a failed delivery reported while the
+        thread still reads, say) changes nothing. Any ending but done withdraws it."""
         with self.stats.lock:
-            delivery.closed = True
+            if upload.outcome is not None:
+                return
+            upload.outcome = outcome
+            self._open.discard(upload)
             self.stats.files_in_progress -= 1
-            self.stats.table.update(delivery.upload_id, state="changed" if changed else "stopped", finished=time.time())
-        if not changed:
-            return
+            if outcome == "done":
+                self.stats.files_done += 1
+            elif outcome != "changed":
+                self.stats.files_failed += 1
+            self.stats.table.update(upload.upload_id, state=outcome, finished=time.time())
+            withdraw = outcome != "done" and not upload.producing
+        if withdraw:
+            self._queue_abort(upload)
+        job = upload.job
+        if outcome == "done":
+            self._completed(upload)
+        elif outcome == "changed":
+            self._changed(job, upload.size)
+        else:
+            self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
+
+    def _stop_producing(self, upload: _Delivery) -> None:
+        """The upload thread is done with `upload`: withdraw it now if it ended otherwise than done."""
+        with self.stats.lock:
+            upload.producing = False
+            withdraw = upload.outcome not in (None, "done")
+        if withdraw:
+            self._queue_abort(upload)
+
+    def _queue_abort(self, upload: _Delivery) -> None:
+        self._aborts.put((upload.upload_id, wire.abort_headers(upload.common)))
+
+    def _changed(self, job: _Job, size: int) -> None:
+        """The file changed while being sent: send it again (a file given by hand only so often)."""
         self.sink(FileChangedDuringUpload(path=job.relpath, at=time.time()))
         if job.from_watch and self._watcher is not None:
             self._watcher.recheck(job.relpath)
         elif job.attempt < MANUAL_RETRIES:
-            self._enqueue(_Job(job.path, job.relpath, False, job.attempt + 1), delivery.size)
+            self._enqueue(_Job(job.path, job.relpath, False, job.attempt + 1), size)
         else:
             with self.stats.lock:
                 self.stats.files_failed += 1
             self.sink(FileUploadFailed(path=job.relpath, reason="kept changing while being sent", at=time.time()))
 
-    # --- delivery outcomes (delivery-report thread) --------------------------------------
+    def _delivery_failed(self, upload: _Delivery, err: KafkaError) -> None:
+        if err.code() in _PURGED:
+            self._finish(upload, "stopped", f"{STOPPED} (quit without waiting)")
+        else:
+            self._finish(upload, "failed", f"delivery failed: {err.str()}")
 
-    def _delivery_failed(self, delivery: _Delivery, err: KafkaError) -> None:
-        if self._registry and delivery.job.from_watch:
-            self._registry.mark(delivery.job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id,
-                                self.settings.chunk_size, "failed")
-        self._give_up(delivery.job, f"delivery failed: {err.str()}", delivery)
-
-    def _completed(self, delivery: _Delivery) -> None:
-        with self.stats.lock:
-            if delivery.closed:
-                return
-            delivery.closed = True
-            self.stats.files_in_progress -= 1
-            self.stats.files_done += 1
-            self.stats.table.update(delivery.upload_id, state="done", finished=time.time())
-        job = delivery.job
-        if self._registry and job.from_watch:
-            self._registry.mark(job.relpath, delivery.size, delivery.mtime_ns, delivery.upload_id,
-                                self.settings.chunk_size, "done")
-        self.sink(FileUploaded(path=job.relpath, size=delivery.size, chunks=delivery.chunks,
-                               upload_id=delivery.upload_id, seconds=time.monotonic() - delivery.started, at=time.time()))
+    def _completed(self, upload: _Delivery) -> None:
+        job = upload.job
+        if self._registry:
+            self._registry.finish(upload.upload_id, "done")
+            if job.from_watch:
+                self._registry.mark(job.relpath, upload.size, upload.mtime_ns, upload.upload_id,
+                                    self.settings.chunk_size, "done")
+        self.sink(FileUploaded(path=job.relpath, size=upload.size, chunks=upload.chunks,
+                               upload_id=upload.upload_id, seconds=time.monotonic() - upload.started, at=time.time()))
         if self._outage_reported:
             self._outage_reported = False
             self.stats.connection = "connected"

@@ -1,0 +1,224 @@
+"""Every upload the uploader gives up on is withdrawn with an `abort` record, at once or at
+the next start, and counted once; `upload-file` then exits non-zero with one line."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+
+from msi_tui.engine import wire
+from msi_tui.engine.config import load_config
+from msi_tui.engine.events import FileUploaded, FileUploadFailed, FileUploadStarted, Notice
+from msi_tui.engine.upload import UploadSettings, Uploader
+from tests.helpers import Background, Recorder, cli, wait_until, write_random
+
+pytestmark = pytest.mark.kafka
+
+
+class Rec(NamedTuple):
+    kind: str  # chunk, end or abort
+    upload_id: str
+    headers: wire.Headers
+
+
+class TopicReader:
+    """Every record of a one-partition topic, read from its start."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex[:8]}",
+                                  "enable.auto.commit": False})
+        self.partition = TopicPartition(topic, 0, 0)
+        self.consumer.assign([self.partition])
+        self.records: list[Rec] = []
+        self.position = 0
+
+    def read(self) -> list[Rec]:
+        for msg in self.consumer.consume(1000, 0.2):
+            assert msg.error() is None, msg.error()
+            headers = list(msg.headers() or [])
+            kind = dict(headers).get("msi.kind", b"chunk").decode()  # later chunks carry only their index
+            self.records.append(Rec(kind, (msg.key() or b"").decode(), headers))
+            self.position = msg.offset() + 1
+        return self.records
+
+    def read_all(self) -> list[Rec]:
+        """Everything in the topic now (what was acknowledged before this call included)."""
+        high = self.consumer.get_watermark_offsets(self.partition, timeout=10)[1]
+        wait_until(lambda: self.read() is not None and self.position >= high, f"the topic read to offset {high}")
+        return self.records
+
+    def wait_for(self, kind: str, upload_id: str | None = None, path: str | None = None) -> Rec:
+        def found() -> Rec | None:
+            for rec in self.read():
+                if rec.kind == kind and upload_id in (None, rec.upload_id) and \
+                        path in (None, dict(rec.headers).get("msi.path", b"").decode()):
+                    return rec
+            return None
+        return wait_until(found, f"a {kind} record of {upload_id or path}")
+
+    def count(self, kind: str, upload_id: str) -> int:
+        return sum(1 for rec in self.records if rec.kind == kind and rec.upload_id == upload_id)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def reader(kafka_bootstrap: str, topic: str):  # noqa: ANN201
+    make_topic(kafka_bootstrap, topic)
+    reader = TopicReader(kafka_bootstrap, topic)
+    yield reader
+    reader.close()
+
+
+def make_topic(bootstrap: str, topic: str, **config: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # (kept: its futures die with it)
+    admin.create_topics([NewTopic(topic, 1, config=config)])[topic].result(timeout=30)
+
+
+def set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+
+def start_uploader(bootstrap: str, topic: str, sink: Recorder, folder: Path | None = None, **settings) -> Uploader:  # noqa: ANN003
+    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, **settings), sink)
+    uploader.start()
+    return uploader
+
+
+def stop(uploader: Uploader) -> None:
+    uploader.request_stop()
+    assert uploader.wait_stopped(60)
+
+
+def withdrawals(sink: Recorder) -> list[str]:
+    return [n.message for n in sink.of(Notice) if "unfinished upload" in n.message]
+
+
+def cli_upload(bootstrap: str, topic: str, path: Path, *extra: str) -> list[str]:
+    return ["--bootstrap", bootstrap, "--topic", topic, "upload-file", str(path), *extra]
+
+
+def test_a_file_deleted_while_being_sent_is_withdrawn(kafka_bootstrap: str, topic: str, reader: TopicReader,
+                                                      tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    write_random(big, 64 << 20, seed=1)
+    sink = Recorder()
+    # One chunk in flight at a time: 4096 chunks take far longer than the test needs.
+    uploader = start_uploader(kafka_bootstrap, topic, sink, queue_max_size=1, n_threads=1)
+    uploader.enqueue_file(big)
+    started = wait_until(lambda: sink.of(FileUploadStarted), "the upload to start")[0]
+    reader.wait_for("chunk", started.upload_id)
+    big.unlink()
+    failed = wait_until(lambda: sink.of(FileUploadFailed), "the upload to fail")
+    assert [(f.path, "deleted" in f.reason) for f in failed] == [("big.bin", True)]
+    abort = reader.wait_for("abort", started.upload_id)
+    meta = wire.decode(abort.headers, 1 << 40)  # what a reconstructor reads: the upload it holds
+    assert (meta.upload_id, meta.path, meta.size, meta.chunk_size) == (started.upload_id, "big.bin", 64 << 20, 16384)
+    wait_until(uploader.idle, "the uploader to be idle")
+    snap = uploader.snapshot()
+    assert (snap.files_in_progress, snap.files_failed, snap.files_done) == (0, 1, 0)
+    stop(uploader)
+    assert not sink.of(FileUploaded)
+
+    again = Recorder()
+    stop(start_uploader(kafka_bootstrap, topic, again))
+    assert withdrawals(again) == []  # its abort was acknowledged: nothing is left to withdraw
+    assert reader.read_all() and reader.count("abort", started.upload_id) == 1
+
+
+def test_an_upload_left_by_a_killed_uploader_is_withdrawn_once_at_the_next_start(
+        kafka_bootstrap: str, topic: str, reader: TopicReader, tmp_path: Path) -> None:
+    big, small = tmp_path / "big.bin", tmp_path / "small.bin"
+    write_random(big, 16 << 20, seed=2)
+    write_random(small, 1000, seed=3)
+    with Background(*cli_upload(kafka_bootstrap, topic, big, "--queue-max-size", "1"), log=tmp_path / "killed.log") as up:
+        first = reader.wait_for("chunk", path="big.bin")
+        wait_until(lambda: reader.read() and reader.count("chunk", first.upload_id) >= 3, "its first chunks in the topic")
+        assert up.proc.poll() is None, up.output()
+        up.kill()  # SIGKILL: no abort, no registry update
+    assert reader.count("end", first.upload_id) == 0
+
+    second = cli(*cli_upload(kafka_bootstrap, topic, small), timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("withdrawing 1 unfinished upload an earlier run left") == 1, second.stdout
+    abort = reader.wait_for("abort", first.upload_id)
+    meta = wire.decode(abort.headers, 1 << 40)
+    assert (meta.path, meta.size, meta.chunk_size, meta.algorithm) == ("big.bin", 16 << 20, 16384, "xxh128")
+
+    sink = Recorder()
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    stop(start_uploader(kafka_bootstrap, topic, sink, folder=folder))  # `upload DIR` finds it withdrawn too
+    assert withdrawals(sink) == []
+    reader.read_all()
+    assert reader.count("abort", first.upload_id) == 1
+    assert "unfinished" not in cli(*cli_upload(kafka_bootstrap, topic, small)).stdout
+
+
+def test_a_failure_part_way_is_counted_once_and_upload_file_exits_with_one_line(
+        kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    # The topic refuses records of 16 KiB: the first delivery report fails the upload (and,
+    # by the gapless guarantee, the producer) while its thread still produces chunks (4096
+    # of them, more than librdkafka's queue of 3000 holds).
+    make_topic(kafka_bootstrap, topic, **{"max.message.bytes": "10000"})
+    big = tmp_path / "big.bin"
+    write_random(big, 64 << 20, seed=4)
+    sink = Recorder()
+    uploader = start_uploader(kafka_bootstrap, topic, sink)
+    uploader.enqueue_file(big)
+    wait_until(lambda: sink.of(FileUploadFailed) and uploader.idle(), "the upload to fail and the uploader to be idle")
+    snap = uploader.snapshot()
+    assert (snap.files_in_progress, snap.files_failed, snap.files_done) == (0, 1, 0)
+    stop(uploader)
+    assert [f.path for f in sink.of(FileUploadFailed)] == ["big.bin"]
+
+    result = cli(*cli_upload(kafka_bootstrap, topic, big), timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    failures = [line for line in output.splitlines() if "failed" in line]
+    assert len(failures) == 1 and "big.bin" in failures[0] and "too large" in failures[0], output
+    # The failed producer could not send its abort records: once the topic takes chunks
+    # again, the next start withdraws both uploads (the command's own start may have
+    # withdrawn the first already, if its abort did not share a refused batch with chunks).
+    assert "withdrawing 1 unfinished upload" in result.stdout
+    set_topic_config(kafka_bootstrap, topic, "max.message.bytes", "1048588")
+    reader = TopicReader(kafka_bootstrap, topic)
+    try:
+        after, folder = Recorder(), tmp_path / "watched"
+        folder.mkdir()
+        stop(start_uploader(kafka_bootstrap, topic, after, folder=folder))  # `upload DIR` withdraws alike
+        assert len(withdrawals(after)) == 1
+        records = reader.read_all()
+    finally:
+        reader.close()
+    in_process = sink.of(FileUploadStarted)[0].upload_id
+    aborted = {rec.upload_id for rec in records if rec.kind == "abort"}
+    assert in_process in aborted and len(aborted) == 2
+    assert {wire.decode(rec.headers, 1 << 40).path for rec in records} == {"big.bin"}
+
+
+def test_upload_file_interrupted_withdraws_its_upload_and_fails(kafka_bootstrap: str, topic: str,
+                                                                  reader: TopicReader, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    write_random(big, 16 << 20, seed=5)
+    with Background(*cli_upload(kafka_bootstrap, topic, big, "--queue-max-size", "1"), log=tmp_path / "u.log") as up:
+        first = reader.wait_for("chunk", path="big.bin")
+        up.proc.send_signal(signal.SIGINT)
+        code = up.proc.wait(60)
+        output = up.output()
+    assert code == 1, output
+    assert "Traceback" not in output
+    assert [line for line in output.splitlines() if "failed" in line] == [
+        "ERROR: upload failed: big.bin: stopped before it was completely sent"], output
+    reader.wait_for("abort", first.upload_id)
