@@ -4,6 +4,7 @@ the next start, and counted once; `upload-file` then exits non-zero with one lin
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import NamedTuple
@@ -12,11 +13,20 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
+from msi_tui.engine import upload as upload_module
 from msi_tui.engine import wire
 from msi_tui.engine.config import load_config
-from msi_tui.engine.events import FileUploaded, FileUploadFailed, FileUploadStarted, Notice
+from msi_tui.engine.events import (
+    FileReconstructed,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    Notice,
+    UploadNotRebuilt,
+)
+from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
 from msi_tui.engine.upload import UploadSettings, Uploader
-from tests.helpers import Background, Recorder, cli, wait_until, write_random
+from tests.helpers import Background, Recorder, cli, visible, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
 
@@ -222,3 +232,85 @@ def test_upload_file_interrupted_withdraws_its_upload_and_fails(kafka_bootstrap:
     assert [line for line in output.splitlines() if "failed" in line] == [
         "ERROR: upload failed: big.bin: stopped before it was completely sent"], output
     reader.wait_for("abort", first.upload_id)
+
+
+def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_resumed(
+        kafka_bootstrap: str, topic: str, reader: TopicReader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    held_s = 0.5
+    monkeypatch.setattr(upload_module, "HELD_MID_FILE_S", held_s)
+    big = tmp_path / "big.bin"
+    size, chunk_size = 2 << 20, 16384
+    chunks = wire.chunk_count(size, chunk_size)  # 128: some 6 s, one record in flight at a time
+    write_random(big, size, seed=6)
+    sink = Recorder()
+
+    def held_notices() -> list[Notice]:
+        return [n for n in sink.of(Notice) if "paused mid-way" in n.message]
+
+    # One record in flight at a time: the file is still being sent when the pause comes.
+    uploader = start_uploader(kafka_bootstrap, topic, sink, queue_max_size=1, n_threads=1, chunk_size=chunk_size)
+    try:
+        uploader.enqueue_file(big)
+        first = wait_until(lambda: sink.of(FileUploadStarted), "the upload to start")[0].upload_id
+        wait_until(lambda: uploader.snapshot().chunks_delivered >= upload_module.REPORT_EVERY,
+                   "its first chunks acknowledged", every=0.01)
+        uploader.pause()
+        # Had the file been sent whole before the pause took hold, no notice would come.
+        [held] = wait_until(held_notices, "the notice that the paused file was withdrawn", timeout=30)
+        assert held.level == "warning"
+        assert held.message.startswith("big.bin was paused mid-way") and "withdrawn" in held.message and \
+            "sent again from its start once resumed" in held.message, held.message
+        reader.wait_for("abort", first)
+        assert not sink.of(FileUploadFailed) and not sink.of(FileUploaded)
+        # Queued again: its thread takes it up and waits at its first chunk. Held there for
+        # longer than the limit, it is not withdrawn again (nothing of it was sent).
+        second = wait_until(lambda: sink.of(FileUploadStarted)[1:], "the file to be taken up again")[0].upload_id
+        time.sleep(3 * held_s)  # (a window to see nothing happen in, not a wait for something)
+        assert len(held_notices()) == 1 and len(sink.of(FileUploadStarted)) == 2
+        snap = uploader.snapshot()
+        assert (snap.state, snap.files_in_progress, snap.files_done, snap.files_failed) == ("paused", 1, 0, 0)
+
+        uploader.resume()
+        [uploaded] = wait_until(lambda: sink.of(FileUploaded), "the file to be sent again", timeout=180)
+        wait_until(uploader.idle, "the uploader to be idle")
+        snap = uploader.snapshot()
+        assert (snap.files_queued, snap.files_in_progress, snap.files_done, snap.files_failed) == (0, 0, 1, 0)
+    finally:
+        stop(uploader)
+    assert not sink.of(FileUploadFailed)
+    assert len(held_notices()) == 1
+    assert [s.upload_id for s in sink.of(FileUploadStarted)] == [first, second] and first != second
+    assert (uploaded.upload_id, uploaded.path, uploaded.size, uploaded.chunks) == (second, "big.bin", size, chunks)
+
+    records = reader.read_all()
+    assert [r.upload_id for r in records if r.kind == "abort"] == [first]
+    assert {r.upload_id for r in records} == {first, second}
+    sent_first = reader.count("chunk", first)
+    assert upload_module.REPORT_EVERY <= sent_first < chunks and reader.count("end", first) == 0
+    # One partition: the withdrawal reaches reconstructors before anything of the new upload.
+    ids = [r.upload_id for r in records]
+    assert ids.index(second) > [r.kind for r in records].index("abort") == ids.index(first) + sent_first
+    again = [r for r in records if r.upload_id == second]
+    assert [r.kind for r in again] == ["chunk"] * chunks + ["end"]
+    assert [int(dict(r.headers)["msi.index"]) for r in again[:-1]] == list(range(chunks))
+    meta = wire.decode(again[-1].headers, 1 << 40)
+    assert (meta.upload_id, meta.path, meta.size, meta.chunk_size, meta.count) == (second, "big.bin", size, chunk_size,
+                                                                                  chunks)
+
+    # What a reconstructor makes of the topic: the first upload withdrawn, the file whole, once.
+    out, rebuilt = tmp_path / "out", Recorder()
+    service = Reconstructor(load_config(bootstrap=kafka_bootstrap),
+                            ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
+                                                partitions=1), rebuilt)
+    service.start()
+    try:
+        [done] = wait_until(lambda: rebuilt.of(FileReconstructed), "the file rebuilt", timeout=180)
+        [withdrawn] = wait_until(lambda: rebuilt.of(UploadNotRebuilt), "the first upload withdrawn")
+    finally:
+        service.request_stop()
+        assert service.wait_stopped(60)
+    assert (done.path, done.upload_id, done.size, done.duplicate) == ("big.bin", second, size, False)
+    assert (withdrawn.upload_id, withdrawn.outcome) == (first, "withdrawn")
+    assert len(rebuilt.of(FileReconstructed)) == 1
+    assert visible(out) == ["big.bin"]
+    assert (out / "big.bin").read_bytes() == big.read_bytes()
