@@ -85,12 +85,17 @@ ABORT_GRACE_S = 2.0  # a forced stop still waits this long for its abort records
 FATAL_CAUSE_WAIT_S = 5.0
 STOPPED = "stopped before it was completely sent"
 DELETED = "deleted or moved away while it was being sent"
+# A file held mid-way by a pause longer than this is withdrawn and sent again from its start
+# on resume: a reconstructor ends an upload whose records stop for --abandon-after (600 s
+# by default) while its partition moves on, and would then skip the rest of it.
+HELD_MID_FILE_S = 120.0
 _PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 LOG = logging.getLogger(__name__)
 
 # How an upload ended: every record acknowledged, or withdrawn because it failed, the
-# uploader stopped, or the file changed (then it is sent again under a new id).
-Outcome = Literal["done", "failed", "stopped", "changed"]
+# uploader stopped, the file changed or a pause held it too long (both: it is sent again
+# under a new id).
+Outcome = Literal["done", "failed", "stopped", "changed", "held"]
 
 
 @dataclass(frozen=True)
@@ -496,8 +501,10 @@ class Uploader:
         block, block_start = b"", -per_block  # the bytes read ahead, and the chunk index they start at
         for index in range(upload.chunks):
             if not self._resume.is_set():
+                held_until = time.monotonic() + HELD_MID_FILE_S
                 while not self._resume.wait(0.2):
-                    pass
+                    if index and time.monotonic() > held_until and not self._stop_new.is_set():
+                        return "held", ""
             if self._stop_new.is_set():
                 return "stopped", STOPPED
             if upload.outcome is not None:  # its delivery failed: nothing more of it
@@ -556,7 +563,7 @@ class Uploader:
             self.stats.files_in_progress -= 1
             if outcome == "done":
                 self.stats.files_done += 1
-            elif outcome != "changed":
+            elif outcome not in ("changed", "held"):
                 self.stats.files_failed += 1
             self.stats.table.update(upload.upload_id, state=outcome, finished=time.time())
             withdraw = outcome != "done" and not upload.producing
@@ -567,6 +574,11 @@ class Uploader:
             self._completed(upload)
         elif outcome == "changed":
             self._changed(job, upload.size)
+        elif outcome == "held":
+            self.sink(Notice(level="warning", at=time.time(), message=(
+                f"{job.relpath} was paused mid-way for {HELD_MID_FILE_S:.0f} s: withdrawn, it is sent again "
+                "from its start once resumed")))
+            self._enqueue(job, upload.size)
         else:
             self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
 
