@@ -21,7 +21,7 @@ from msi_tui.engine import digest
 from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig, load_config
 from msi_tui.engine.kafka_clients import RECORD_ALLOWANCE, chunk_size_limit
 from msi_tui.engine.output import CONFLICT_POLICIES
-from msi_tui.engine.reconstruct import DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
+from msi_tui.engine.reconstruct import DEFAULT_ABANDON_AFTER_S, DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
 from msi_tui.engine.upload import UploadSettings, Uploader
 from msi_tui.engine.watch import FileFilter
 from msi_tui.engine.wire import is_power_of_two
@@ -83,6 +83,7 @@ def _seconds_check(ok, wanted: str):  # noqa: ANN001, ANN202
 
 _seconds = _seconds_check(lambda v: v > 0 or v == -1, "a positive number of seconds, or -1 to turn it off")
 _quiet_seconds = _seconds_check(lambda v: v >= 0, "a number of seconds, 0 or more")
+_positive_seconds = _seconds_check(lambda v: v > 0, "a positive number of seconds")
 
 
 def _group_id(text: str) -> str:
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(p, "buffered-writes", action="store_true",
          help="write rebuilt files through the page cache instead of directly (O_DIRECT): faster on disks "
               "that direct writes, one at a time per thread, do not keep busy (some virtual disks)")
+    _opt(p, "abandon-after", type=_positive_seconds, default=DEFAULT_ABANDON_AFTER_S, metavar="S",
+         help="end an upload whose records stopped while its partition moved on for S seconds of record "
+              "time (its uploader is gone); its staged file goes and its offset is released (default: %(default)g)")
     _headless(p)
 
     p = commands.add_parser("demo", allow_abbrev=False, help="start the local broker and open the app on demo folders")
@@ -253,6 +257,7 @@ def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: s
         group_id=group_id or args.group_id, partitions=args.partitions,
         on_conflict=getattr(args, "on_conflict", "keep-both"),
         direct_writes=not getattr(args, "buffered_writes", False),
+        abandon_after_s=getattr(args, "abandon_after", DEFAULT_ABANDON_AFTER_S),
     )
 
 

@@ -16,6 +16,7 @@ from msi_tui.engine.events import (
     FileUploadStarted,
     Notice,
     RecordRejected,
+    UploadNotRebuilt,
 )
 
 LogLevel = Literal["info", "success", "warning", "error"]
@@ -67,6 +68,10 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
             return "success", f"reconstructed {path} ({human_size(size)}, verified, {seconds:.1f} s)"
         case FileQuarantined(path=path, reason=reason, quarantine_path=qpath):
             return "error", f"quarantined {path}: {reason} (kept in {qpath})"
+        case UploadNotRebuilt(path=path, outcome="withdrawn", reason=reason):
+            return "info", f"{path} withdrawn by its uploader ({reason})"
+        case UploadNotRebuilt(path=path, outcome=outcome, reason=reason):
+            return "error", f"{outcome} {path}: {reason}"
         case RecordRejected(partition=partition, offset=offset, reason=reason):
             return "warning", f"rejected record p{partition}@{offset}: {reason}"
         case FileKeptBoth(path=path, saved_as=saved_as, older_moved=True):

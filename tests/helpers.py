@@ -104,18 +104,33 @@ def digest(path: Path) -> str:
 
 def tree(root: Path, hidden: bool = True) -> dict[str, str]:
     """Every file under root as relative path -> SHA-256 (files that vanish meanwhile are
-    left out: the reconstructor removes staged files while we look)."""
+    left out: the reconstructor removes staged files while we look; so is the lock a running
+    reconstructor holds in its staging folder)."""
     result = {}
     for dirpath, dirs, files in os.walk(root):
         if not hidden:
             dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
+            if name.endswith(".lock") and Path(dirpath).name == ".msi-tui-staging":
+                continue
             path = Path(dirpath) / name
             try:
                 result[path.relative_to(root).as_posix()] = digest(path)
             except FileNotFoundError:
                 continue
     return result
+
+
+def staged_parts(out: Path) -> list[Path]:
+    """The staged (partial) files in an output folder."""
+    staging = out / ".msi-tui-staging"
+    return sorted(staging.glob("*.part")) if staging.is_dir() else []
+
+
+def visible(out: Path) -> list[str]:
+    """Names in `out` besides the reconstructor's staging folder, which must hold no staged file."""
+    assert staged_parts(out) == []
+    return sorted(p.name for p in out.iterdir() if p.name != ".msi-tui-staging")
 
 
 def write_random(path: Path, size: int, seed: int = 0) -> None:
@@ -164,16 +179,16 @@ class Recorder:
 
 
 def upload_records(data: bytes, path: str, chunk: int, algorithm: str = DEFAULT_DIGEST, uid: str | None = None,
-                   partition: int = 0, digest: str | None = None) -> list[FakeMessage]:
-    """One upload's records as the uploader sends them, offsets from 0 (`digest`: the one
-    the end record claims, when not the data's own)."""
+                   partition: int = 0, digest: str | None = None, first_offset: int = 0) -> list[FakeMessage]:
+    """One upload's records as the uploader sends them, offsets from `first_offset`
+    (`digest`: the one the end record claims, when not the data's own)."""
     uid = uid or uuid.uuid4().hex
     common = wire.file_headers(uid, path, len(data), chunk, algorithm)  # type: ignore[arg-type]
     count = wire.chunk_count(len(data), chunk)
-    msgs = [FakeMessage(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), i, uid, partition)
-            for i in range(count)]
+    msgs = [FakeMessage(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), first_offset + i, uid,
+                        partition) for i in range(count)]
     end = wire.end_headers(common, digest or digest_of(data, algorithm))
-    return [*msgs, FakeMessage(b"", end, count, uid, partition)]
+    return [*msgs, FakeMessage(b"", end, first_offset + count, uid, partition)]
 
 
 def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> str:  # noqa: ANN001
@@ -184,13 +199,45 @@ def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, 
     return uid
 
 
+def own(service, partition: int = 0, generation: int = 1, committed: int | None = None) -> None:  # noqa: ANN001
+    """Make a Reconstructor act as if the group had just assigned it `partition`."""
+    service.ctx.owned[partition] = generation
+    service.ctx.ledger.assign(partition, committed)
+
+
+def prepared_reconstructor(out: Path, **settings: object):  # noqa: ANN201
+    """A Reconstructor that was not started, owning partition 0, its events in `.recorder`."""
+    from msi_tui.engine.config import ClusterConfig
+    from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+
+    recorder = Recorder()
+    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
+                            ReconstructSettings(output_dir=out, **settings), recorder)  # type: ignore[arg-type]
+    service.recorder = recorder  # type: ignore[attr-defined]  # (the service keeps a guarded sink)
+    service.output.prepare()
+    own(service, 0, 1)
+    return service
+
+
+def new_rebuilder(service):  # noqa: ANN001, ANN201
+    """A rebuilding thread's worker for a Reconstructor that was not started."""
+    from msi_tui.engine.assembly import DiskWriter
+    from msi_tui.engine.rebuild import Rebuilder
+
+    return Rebuilder(service.ctx, wire.Decoder(service.settings.max_file_size), DiskWriter("test-write"))
+
+
 class FakeMessage:
     """Just what the reconstructor reads from a confluent_kafka Message."""
 
     def __init__(self, value: bytes | None, headers, offset: int, key: bytes | str | None = None,  # noqa: ANN001
-                 partition: int = 0) -> None:
+                 partition: int = 0, timestamp_ms: int = 0) -> None:
         self._value, self._headers, self._offset, self._partition = value, headers, offset, partition
         self._key = key.encode() if isinstance(key, str) else key
+        self._timestamp = timestamp_ms
+
+    def timestamp(self) -> tuple[int, int]:
+        return (2, self._timestamp)  # (TIMESTAMP_LOG_APPEND_TIME, ms)
 
     def value(self) -> bytes | None:
         return self._value

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from msi_tui.engine.wire import chunk_count
-from tests.helpers import Background, cli, make_sample_tree, tree, wait_until, write_random
+from tests.helpers import Background, cli, make_sample_tree, staged_parts, tree, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
 
@@ -141,7 +141,7 @@ def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: 
         return final
 
     rec = Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r1.log")
-    wait_until(lambda: (out / ".msi-tui-staging").is_dir() and any((out / ".msi-tui-staging").iterdir()),
+    wait_until(lambda: staged_parts(out),
                "reconstruction to be under way", every=0.02)
     os.kill(rec.proc.pid, signal.SIGKILL)
     rec.kill()
@@ -158,14 +158,14 @@ def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootst
     expected = tree(src)
     with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r.log") as rec:
         up = Background(*upload_args(kafka_bootstrap, topic, src, "--n-threads", "1"), log=tmp_path / "u1.log")
-        wait_until(lambda: (out / ".msi-tui-staging").is_dir(), "the file to be part-way", every=0.02)
+        wait_until(lambda: staged_parts(out), "the file to be part-way", every=0.02)
         up.kill()
         assert "uploaded big.bin" not in up.output(), "the kill came too late to prove anything"
         with Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u2.log") as up2:
             wait_until(lambda: tree(out) == expected, "the file after the uploader's restart", every=0.5)
             assert up2.quit() == 0
         # The half-sent upload was withdrawn: nothing stays staged, nothing holds offsets back.
-        wait_until(lambda: not (out / ".msi-tui-staging").exists(), "the staged half upload to be dropped")
+        wait_until(lambda: not staged_parts(out), "the staged half upload to be dropped")
         assert rec.quit() == 0
     assert tree(out) == expected
 
@@ -179,7 +179,7 @@ def test_partition_moving_to_another_process_mid_file_loses_nothing(kafka_bootst
     upload_everything(kafka_bootstrap, topic, src, len(expected), tmp_path / "u.log")
     rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "1"), log=tmp_path / name)  # noqa: E731
     with rec(out_a, "a.log") as a:
-        wait_until(lambda: (out_a / ".msi-tui-staging").is_dir(), "A to be part-way through", every=0.02)
+        wait_until(lambda: staged_parts(out_a), "A to be part-way through", every=0.02)
         a.type("pause")  # hold A mid-file, so the hand-over surely happens mid-file
         wait_until(lambda: "paused" in a.output(), "A to pause")
         with rec(out_b, "b.log") as b:

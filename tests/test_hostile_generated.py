@@ -14,11 +14,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import discard
 from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, digest_of, upload_records
+from tests.helpers import FakeMessage, digest_of, new_rebuilder, own, upload_records, visible
 
 
 IDS = [uuid.uuid4().hex for _ in range(3)]
@@ -77,15 +76,17 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         cases += 1
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                                 ReconstructSettings(output_dir=out, max_file_size=1 << 20), discard)
-        service._owned[0] = 1  # as if partition 0 had been assigned
-        worker = service._new_worker()
+        service.output.prepare()
+        own(service, 0, 1)
+        worker = new_rebuilder(service)
         # (A record claiming partition 1 is one that names an upload of another partition.)
         messages = [FakeMessage(value, headers, offset, key, partition)
                     for offset, (headers, value, key, partition) in enumerate(batch)]
-        service._apply(worker, 0, 1, messages)
-        for assembly in list(service._assemblies.values()):
-            service._drop(assembly, "test over")
+        worker.apply(0, 1, messages)
+        for assembly in list(service.ctx.assemblies.values()):
+            worker.drop(assembly)
         worker.writer.close()
+        service.output.close()
 
     feed()
     assert cases >= 1000
@@ -104,16 +105,16 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     out.mkdir()
     service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                             ReconstructSettings(output_dir=out), discard)
-    service._owned[0] = 1
-    worker = service._new_worker()
+    own(service, 0, 1)
+    worker = new_rebuilder(service)
     data = os.urandom(5000)
-    service._apply(worker, 0, 1, upload_records(data, "d/ok.bin", 1024))
+    worker.apply(0, 1, upload_records(data, "d/ok.bin", 1024))
     # Format 1 names the upload in every chunk: out of order, hashing catches up from disk.
-    msgs = upload_records(data, "d/ok-v1.bin", 1024, "sha256")
-    service._apply(worker, 0, 1, [*reversed(msgs[:-1]), msgs[-1]])
+    msgs = upload_records(data, "d/ok-v1.bin", 1024, "sha256", first_offset=100)
+    worker.apply(0, 1, [*reversed(msgs[:-1]), msgs[-1]])
     assert (out / "d" / "ok.bin").read_bytes() == data
     assert (out / "d" / "ok-v1.bin").read_bytes() == data
-    assert sorted(p.name for p in out.iterdir()) == ["d"]
+    assert visible(out) == ["d"]
 
 
 SIZE, CHUNK = 5000, 1024  # five chunks, the last one 904 bytes
@@ -143,13 +144,13 @@ def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_pat
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
                                 ReconstructSettings(output_dir=out), discard)
         service.output.prepare()
-        service._owned[0] = 1
-        worker = service._new_worker()
+        own(service, 0, 1)
+        worker = new_rebuilder(service)
         msgs = upload_records(data, "f.bin", CHUNK)
         uid = msgs[0].key()
         for headers, value, at in sorted(hostile, key=lambda h: -h[2]):
             msgs.insert(at, FakeMessage(value, headers, 0, uid))
-        service._apply(worker, 0, 1, msgs)
+        worker.apply(0, 1, msgs)
         worker.writer.close()
         if (out / "f.bin").exists():
             assert (out / "f.bin").read_bytes() == data

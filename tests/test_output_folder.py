@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from msi_tui.engine.output import QUARANTINE, OutputFolder, Published, Staged
-from tests.helpers import pages_in_memory
+from tests.helpers import pages_in_memory, visible
 
 
 def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, Path, str]:
@@ -21,7 +21,7 @@ def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, 
 
 def staged(folder: OutputFolder, data: bytes, relpath: str, uid: str = "0" * 32) -> Staged:
     fd, path, digest = stage(folder, data, uid)
-    return Staged(fd, path, relpath, uid, digest, "sha256")
+    return Staged(fd, path, relpath, uid, digest, "sha256", len(data))
 
 
 def publish(folder: OutputFolder, data: bytes, relpath: str) -> Published:
@@ -42,14 +42,14 @@ def test_new_file_appears_and_staging_is_cleaned_up(out: Path) -> None:
     result = publish(OutputFolder(out), b"data", "a/b/c.trc")
     assert (result.path, result.duplicate, result.older_kept_as) == ("a/b/c.trc", False, None)
     assert (out / "a/b/c.trc").read_bytes() == b"data"
-    assert sorted(p.name for p in out.iterdir()) == ["a"]
+    assert visible(out) == ["a"]
 
 
 def test_identical_file_is_a_duplicate(out: Path) -> None:
     (out / "x.bin").write_bytes(b"same")
     result = publish(OutputFolder(out), b"same", "x.bin")
     assert result.duplicate and result.path == "x.bin"
-    assert sorted(p.name for p in out.iterdir()) == ["x.bin"]
+    assert visible(out) == ["x.bin"]
 
 
 def test_keep_both_saves_the_new_file_beside_the_old(out: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_batch_interrupted_by_a_full_disk_carries_on_where_it_stopped(
     assert [(f.published.path, f.published.duplicate) for f in files if f.published] == [
         (f"d{i % 2}/f{i}.bin", False) for i in range(4)]
     assert all(f.released for f in files)
-    assert sorted(p.name for p in out.iterdir()) == ["d0", "d1"]  # the staging folder is gone
+    assert visible(out) == ["d0", "d1"]  # no staged file left
     assert (out / "d1/f3.bin").read_bytes() == b"file 3"
 
 
@@ -123,6 +123,6 @@ def test_a_published_file_leaves_the_page_cache(out: Path) -> None:
     data = os.urandom(4 << 20)
     fd, path, digest = stage(OutputFolder(out), data)
     assert pages_in_memory(path) > 0  # just written: cached (so the check below can fail)
-    OutputFolder(out).publish([Staged(fd, path, "big.bin", "0" * 32, digest, "sha256")])
+    OutputFolder(out).publish([Staged(fd, path, "big.bin", "0" * 32, digest, "sha256", len(data))])
     assert pages_in_memory(out / "big.bin") == 0
     assert (out / "big.bin").read_bytes() == data

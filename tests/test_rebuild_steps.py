@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from msi_tui.cli import build_parser, reconstruct_settings
 from msi_tui.engine import assembly as assembly_module
-from msi_tui.engine import reconstruct as reconstruct_module
+from msi_tui.engine import rebuild as rebuild_module
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
-from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, Recorder, digest_of, pages_in_memory, upload_records
+from msi_tui.engine.reconstruct import Reconstructor
+from tests.helpers import (FakeMessage, digest_of, new_rebuilder, own, pages_in_memory, prepared_reconstructor, staged_parts,
+                           upload_records)
 
 CHUNK = 1024
 
@@ -31,17 +31,10 @@ def file_records(data: bytes, path: str = "f.bin", algorithm: str = DEFAULT_DIGE
     return upload_records(data, path, CHUNK, algorithm)
 
 
-def prepared_service(settings: ReconstructSettings) -> Reconstructor:
-    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}), settings, Recorder())
-    service.output.prepare()
-    service._owned[0] = 1  # as if partition 0 had been assigned (generation 1)
-    return service
-
-
 @pytest.fixture
 def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reconstructor:
-    monkeypatch.setattr(reconstruct_module, "RETRY_AFTER_S", 0.01)
-    return prepared_service(ReconstructSettings(output_dir=tmp_path / "out"))
+    monkeypatch.setattr(rebuild_module, "RETRY_AFTER_S", 0.01)
+    return prepared_reconstructor(tmp_path / "out")
 
 
 def staged_assembly(path: Path, content: bytes, chunk: int = CHUNK) -> Assembly:
@@ -214,17 +207,16 @@ def test_a_batch_hands_its_chunks_over_and_an_unfinished_file_pins_the_offset(se
     unfinished file's first record, and what the batch gathered is on its way to the disk."""
     data = os.urandom(5 * CHUNK)
     msgs = file_records(data)
-    worker = service._new_worker()
-    service._apply(worker, 0, 1, msgs[:3])  # half a file: the chunks sit in a run until the batch ends
-    assert service._last_offset[0] == 2
-    assert service._safe_offset(0) == 0  # the unfinished file pins the partition's offset
-    (assembly,) = service._assemblies.values()
+    worker = new_rebuilder(service)
+    worker.apply(0, 1, msgs[:3])  # half a file: the chunks sit in a run until the batch ends
+    assert service.ctx.ledger.safe_offset(0) == 0  # the unfinished file pins the partition's offset
+    (assembly,) = service.ctx.assemblies.values()
     assembly.settle()  # (waits only for what was handed over)
-    staged = next((service.output_dir / ".msi-tui-staging").iterdir())
+    [staged] = staged_parts(service.output_dir)
     assert staged.read_bytes()[: 3 * CHUNK] == data[: 3 * CHUNK]
-    service._apply(worker, 0, 1, msgs[3:])
+    worker.apply(0, 1, msgs[3:])
     assert (service.output_dir / "f.bin").read_bytes() == data
-    assert service._safe_offset(0) == len(msgs)
+    assert service.ctx.ledger.safe_offset(0) == len(msgs)
 
 
 @pytest.mark.parametrize("sizes", [[5, 3, 8], [20], [1, 1, 1, 13, 2], [16, 16], []])
@@ -248,11 +240,11 @@ def test_a_failed_run_write_is_retried_not_lost(service: Reconstructor, monkeypa
         return real(fd, buffers, offset)
 
     monkeypatch.setattr(assembly_module.os, "pwritev", pwritev)
-    worker = service._new_worker()
-    service._apply(worker, 0, 1, msgs[:2])
-    service._apply(worker, 0, 1, msgs[2:])
+    worker = new_rebuilder(service)
+    worker.apply(0, 1, msgs[:2])
+    worker.apply(0, 1, msgs[2:])
     assert (service.output_dir / "f.bin").read_bytes() == data
-    sink = service.sink
+    sink = service.recorder
     assert [n.message for n in sink.of(Notice) if "No space left" in n.message]  # said, then resumed
     assert any("writable again" in n.message for n in sink.of(Notice))
 
@@ -271,11 +263,11 @@ def test_publishing_on_a_full_disk_is_retried_and_the_file_still_arrives(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service.output, "publish", publish)
-    service._apply(service._new_worker(), 0, 1, msgs)
+    new_rebuilder(service).apply(0, 1, msgs)
     assert (service.output_dir / "f.bin").read_bytes() == data
-    assert [e.path for e in service.sink.of(FileReconstructed)] == ["f.bin"]
-    assert not service._assemblies
-    assert service._safe_offset(0) == len(msgs)
+    assert [e.path for e in service.recorder.of(FileReconstructed)] == ["f.bin"]
+    assert not service.ctx.assemblies
+    assert service.ctx.ledger.safe_offset(0) == len(msgs)
 
 
 def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
@@ -297,10 +289,10 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
         return real(staged)
 
     monkeypatch.setattr(service.output, "publish", publish)
-    service._work_loop(work)
+    service._work_loop(work, new_rebuilder(service))
     assert batches == [sorted(files)]  # one publishing step for the three files
     assert (service._pending[0], service._in_flight) == (0, 0)
-    assert sorted(e.path for e in service.sink.of(FileReconstructed)) == sorted(files)
+    assert sorted(e.path for e in service.recorder.of(FileReconstructed)) == sorted(files)
     for name, data in files.items():
         assert (service.output_dir / name).read_bytes() == data
 
@@ -313,36 +305,36 @@ def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, alg
     good = upload_records(data, "good.bin", chunk, algorithm)
     bad = upload_records(data, "bad.bin", chunk, algorithm)
     bad[1] = FakeMessage(bytes(chunk), bad[1].headers(), 1, bad[1].key())  # a chunk that changed on the way
-    service._apply(service._new_worker(), 0, 1, good + bad)
+    new_rebuilder(service).apply(0, 1, good + bad)
     assert (service.output_dir / "good.bin").read_bytes() == data
     assert not (service.output_dir / "bad.bin").exists()
-    [quarantined] = service.sink.of(FileQuarantined)
+    [quarantined] = service.recorder.of(FileQuarantined)
     assert quarantined.reason == f"{name} does not match what the uploader sent"
 
 
 def test_chunks_whose_first_chunk_was_not_read_are_refused_and_reported_once(service: Reconstructor) -> None:
     data = os.urandom(6 * CHUNK)
     headless = upload_records(data, "late.bin", CHUNK)[1:]  # reading began after the first chunk
-    service._apply(service._new_worker(), 0, 1, headless)
-    [rejected] = service.sink.of(RecordRejected)
+    new_rebuilder(service).apply(0, 1, headless)
+    [rejected] = service.recorder.of(RecordRejected)
     assert "first chunk was not read here" in rejected.reason and rejected.offset == 1
     assert service.stats.records_rejected == 5  # every chunk counted, one report
-    assert not service._assemblies and not (service.output_dir / "late.bin").exists()
-    service._apply(service._new_worker(), 0, 1, upload_records(data, "late.bin", CHUNK))  # sent again, whole
+    assert not service.ctx.assemblies and not (service.output_dir / "late.bin").exists()
+    new_rebuilder(service).apply(0, 1, upload_records(data, "late.bin", CHUNK, first_offset=100))  # sent again, whole
     assert (service.output_dir / "late.bin").read_bytes() == data
 
 
 def test_a_record_naming_an_upload_of_another_partition_is_refused(service: Reconstructor) -> None:
     data = os.urandom(4 * CHUNK)
     msgs = upload_records(data, "p0.bin", CHUNK)
-    service._apply(service._new_worker(), 0, 1, msgs[:2])
-    service._owned[1] = 2
+    new_rebuilder(service).apply(0, 1, msgs[:2])
+    own(service, 1, 2)
     stray = FakeMessage(bytes(CHUNK), msgs[2].headers(), 7, msgs[2].key(), partition=1)
     stray_full = FakeMessage(bytes(CHUNK), wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "p0.bin", len(data),
                                                                                 CHUNK, "sha256"), 2), 8, partition=1)
-    service._apply(service._new_worker(), 1, 2, [stray, stray_full])
-    assert [e.offset for e in service.sink.of(RecordRejected)] == [7, 8]
-    service._apply(service._new_worker(), 0, 1, msgs[2:])
+    new_rebuilder(service).apply(1, 2, [stray, stray_full])
+    assert [e.offset for e in service.recorder.of(RecordRejected)] == [7, 8]
+    new_rebuilder(service).apply(0, 1, msgs[2:])
     assert (service.output_dir / "p0.bin").read_bytes() == data
 
 
@@ -355,9 +347,9 @@ def test_format_2_uploads_still_rebuild(service: Reconstructor) -> None:
     v2 = [FakeMessage(m.value(), wire.chunk_headers(common, i), i, uid) for i, m in enumerate(msgs[:-1])]
     assert all(len(m.headers()) == 9 for m in v2)
     v2.append(FakeMessage(b"", wire.end_headers(common, digest_of(data, "blake3")), 4, uid))
-    service._apply(service._new_worker(), 0, 1, v2)
+    new_rebuilder(service).apply(0, 1, v2)
     assert (service.output_dir / "v2.bin").read_bytes() == data
-    assert not service.sink.of(RecordRejected)
+    assert not service.recorder.of(RecordRejected)
 
 
 def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> None:
@@ -368,8 +360,8 @@ def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> 
     past = FakeMessage(b"x" * 5, wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "end.bin", len(data),
                                                                       CHUNK), 7), 9, msgs[0].key())
     assert len(past.headers()) == 3
-    service._apply(service._new_worker(), 0, 1, [msgs[0], past, *msgs[1:]])
-    [rejected] = service.sink.of(RecordRejected)
+    new_rebuilder(service).apply(0, 1, [msgs[0], past, *msgs[1:]])
+    [rejected] = service.recorder.of(RecordRejected)
     assert rejected.offset == 9 and rejected.reason == "chunk index 7 out of range (count 4)"
     assert (service.output_dir / "end.bin").read_bytes() == data
 
@@ -389,8 +381,8 @@ def test_buffered_writes_leave_o_direct_off(tmp_path: Path, monkeypatch: pytest.
         return real(fd, cmd, arg)
 
     monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
-    service = prepared_service(chosen)
+    service = prepared_reconstructor(chosen.output_dir, direct_writes=chosen.direct_writes)
     data = os.urandom(3 << 20)
-    service._apply(service._new_worker(), 0, 1, upload_records(data, "b.bin", CHUNK))
+    new_rebuilder(service).apply(0, 1, upload_records(data, "b.bin", CHUNK))
     assert (tmp_path / "out" / "b.bin").read_bytes() == data
     assert asked == []  # (with direct writes, each 1 MiB run sets O_DIRECT first)

@@ -57,14 +57,21 @@ def preallocate(fd: int, offset: int, length: int) -> None:
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
     if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+        _check(_sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE))
 
 
 def wait_written(fd: int, offset: int, length: int) -> None:
     """Return once [offset, offset+length) is on disk (its writeback started and finished)."""
     if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length,
-                         _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+        _check(_sync_file_range(fd, offset, length,
+                                _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER))
+
+
+def _check(result: int) -> None:
+    """A writeback error must not pass unseen until (or past) the fsync."""
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def release_cache(fd: int, offset: int = 0, length: int = 0) -> None:
@@ -303,6 +310,7 @@ class Assembly:
     writer: DiskWriter | None = None  # None: hash and write on the calling thread
     expected_digest: str = ""  # from the end record, once it is in
     started: float = field(default_factory=time.monotonic)
+    newest_ms: int = 0  # timestamp of its newest record (see msi_tui.engine.ledger)
     _digest: Hasher = field(init=False)  # updated run by run, as each is written
     _run: list[bytes] = field(default_factory=list)  # in-order chunks taken, not yet written nor hashed
     _run_start: int = 0  # index of the run's first chunk
@@ -481,8 +489,12 @@ class Assembly:
             release_cache(self.fd, done, PREALLOCATE_STEP)
         step_end = min(self.meta.size, self.reserved + PREALLOCATE_STEP)
         # Best effort: without it (no space for a whole step, an unsupported filesystem)
-        # the writes allocate as they go and a full disk shows at the write itself.
-        preallocate(self.fd, self.reserved, step_end - self.reserved)
+        # the writes allocate as they go and a full disk shows at the write itself. Never
+        # more than twice what arrived: a record that declares a huge size but brings little
+        # reserves little.
+        length = min(step_end, 2 * end) - self.reserved
+        if length > 0:
+            preallocate(self.fd, self.reserved, length)
         self.reserved = step_end
 
     @property

@@ -8,6 +8,7 @@ snapshot instead.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -92,6 +93,17 @@ class FileQuarantined(Event):
 
 
 @dataclass(frozen=True)
+class UploadNotRebuilt(Event):
+    """An upload ended without a file: `refused` (a failure of its own, see
+    msi_tui.engine.failures), `abandoned` (its records stopped) or `withdrawn` (by its uploader)."""
+
+    path: str
+    upload_id: str
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RecordRejected(Event):
     """A record in the topic was refused (not ours, malformed, hostile) and skipped."""
 
@@ -122,6 +134,19 @@ class Notice(Event):
 
 
 Sink = Callable[[Event], None]
+
+
+def guarded(sink: Sink, log: logging.Logger) -> Sink:
+    """`sink`, made unable to raise into the thread that reports (a closed terminal, a front
+    end gone): an event it cannot take is logged and dropped."""
+
+    def report(event: Event) -> None:
+        try:
+            sink(event)
+        except Exception as exc:
+            log.warning("an event could not be shown (%s): %r", exc, event)
+
+    return report
 
 
 def discard(_event: Event) -> None:

@@ -12,18 +12,23 @@ that name and the new one takes the name.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
-import threading
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
+from msi_tui.engine.failures import UNEXPECTED_RETRIES, UploadFailure, classify, describe
+from msi_tui.engine.wire import MAX_NAME_BYTES, RESERVED_PREFIX
 
-STAGING = ".msi-tui-staging"
-QUARANTINE = ".msi-tui-quarantine"
+STAGING = RESERVED_PREFIX + "staging"
+QUARANTINE = RESERVED_PREFIX + "quarantine"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_STAGED_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 MAX_VERSIONS = 10_000
@@ -50,32 +55,83 @@ class Staged:
     upload_id: str
     digest: str
     algorithm: str
+    size: int  # the declared size: the staged file is cut to it before it is synced
     synced: bool = False  # its bytes are on disk
     published: Published | None = None  # where it went
     quarantined: Path | None = None  # or where it was put aside instead, and why:
     refused: str = ""
     released: bool = False  # staged name gone, descriptor closed: nothing left to do
+    failures: int = 0  # unexpected errors so far (see publish)
 
 
-class UnsafePath(Exception):
+class UnsafePath(UploadFailure):
     """The way to a file's final name is blocked by a symlink or a non-directory."""
 
 
 class OutputFolder:
-    """Creates staged files and publishes them; thread safe."""
+    """Creates staged files and publishes them; thread safe.
+
+    Staged files belong to one member: they are named `<member>.<upload id>.part`, and the
+    member holds a lock on `<member>.lock` while it runs, so two reconstructors sharing a
+    folder never touch each other's files, and the files of a member that was killed are
+    recognised (its lock is free) and removed by the next one to start."""
 
     def __init__(self, root: Path, on_conflict: ConflictPolicy = "keep-both") -> None:
         self.root = root
         self.on_conflict = on_conflict
-        self._lock = threading.Lock()
-        self._open_staged = 0
+        self.member = secrets.token_hex(6)
+        self._lock_fd: int | None = None
 
-    def prepare(self) -> None:
-        """Create the folder and prove we can write there (raises OSError)."""
+    def prepare(self) -> list[str]:
+        """Create the folder, prove we can write there (raises OSError), take this member's
+        lock and remove what dead members left staged; returns what was removed."""
         self.root.mkdir(parents=True, exist_ok=True)
-        probe = self.root / f"{STAGING}.probe"
-        probe.write_bytes(b"")
-        probe.unlink()
+        staging = self._hidden_dir(STAGING)
+        # Locked under a name no other member looks at, then renamed: a member cleaning up
+        # at this instant never finds our lock free.
+        taking = staging / f"{self.member}.lock-taking"
+        self._lock_fd = os.open(taking, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(taking, staging / f"{self.member}.lock")
+        return self._clean_leftovers(staging)
+
+    def _clean_leftovers(self, staging: Path) -> list[str]:
+        live: set[str] = {self.member}
+        for lock in staging.glob("*.lock"):
+            member = lock.name.removesuffix(".lock")
+            if member == self.member:
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.unlink()  # dead: its files go below
+            except OSError:
+                live.add(member)  # held: a running reconstructor's
+            finally:
+                os.close(fd)
+        removed = []
+        for entry in staging.iterdir():
+            member = entry.name.split(".", 1)[0]
+            if entry.name.endswith(".part") and member not in live:
+                removed.append(entry.name)
+                entry.unlink(missing_ok=True)
+        return removed
+
+    def close(self) -> None:
+        """Let go of this member's lock; the staging folder goes when nothing else is in it."""
+        if self._lock_fd is None:
+            return
+        staging = self.root / STAGING
+        (staging / f"{self.member}.lock").unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+        try:
+            os.rmdir(staging)
+        except OSError:
+            pass  # another member's files, or files of ours the next start cleans
 
     def _hidden_dir(self, name: str) -> Path:
         path = self.root / name
@@ -87,41 +143,24 @@ class OutputFolder:
         return path
 
     def open_staged(self, upload_id: str) -> tuple[int, Path]:
-        """Open (creating if needed) the staged file of an upload; returns fd and path."""
-        # Only the count and the staging folder's coming and going are under the lock: with
-        # the file's own open and close inside it, five rebuilding threads queued on it.
-        with self._lock:
-            staging = self.root / STAGING if self._open_staged else self._hidden_dir(STAGING)  # (checked when made)
-            self._open_staged += 1
-        path = staging / f"{upload_id}.part"
+        """Create the staged file of an upload, empty; returns fd and path."""
+        path = self.root / STAGING / f"{self.member}.{upload_id}.part"
+        # (0o644 less the umask: the published file is this very inode; the staging folder
+        # itself is 0o700, so nobody reads a partial file.)
         try:
-            # (0o644 less the umask: the published file is this very inode; the staging
-            # folder itself is 0o700, so nobody reads a partial file.)
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), path
-        except BaseException:
-            self._leave_staging(staging)
-            raise
+            return os.open(path, _STAGED_FLAGS, 0o644), path
+        except FileNotFoundError:  # the staging folder was removed under us: made again
+            self._hidden_dir(STAGING)
+            return os.open(path, _STAGED_FLAGS, 0o644), path
 
-    def discard_staged(self, fd: int, path: Path) -> None:
-        """Close and delete a staged file; the staging folder goes once it is empty."""
+    @staticmethod
+    def discard_staged(fd: int, path: Path) -> None:
+        """Close and delete a staged file."""
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        self._release(fd, path.parent)
-
-    def _release(self, fd: int, staging: Path) -> None:
         os.close(fd)
-        self._leave_staging(staging)
-
-    def _leave_staging(self, staging: Path) -> None:
-        with self._lock:
-            self._open_staged -= 1
-            if self._open_staged == 0:
-                try:
-                    os.rmdir(staging)
-                except OSError:
-                    pass  # something else is in there (an earlier run's leftovers): keep it
 
     def publish(self, files: list[Staged]) -> None:
         """Give verified staged files their final names, durably, as one batch.
@@ -139,26 +178,50 @@ class OutputFolder:
         todo = [f for f in files if not f.released]
         for f in todo:
             if not f.synced:
-                os.fsync(f.fd)
-                release_cache(f.fd)  # on disk since the fsync: its pages go back to the system
-                f.synced = True
+                self._per_file(f, self._sync)
         for f in todo:
-            if f.published is None and f.quarantined is None:
-                try:
-                    f.published = self._link(f)
-                except UnsafePath as exc:
-                    self.refuse(f, str(exc))
+            if not f.released and f.published is None:
+                self._per_file(f, self._publish_one)
         folders = {PurePosixPath(f.published.path).parts[:-1] for f in todo if f.published is not None}
         for folder in folders:
             dir_fd = self._open_dirs(folder)
             try:
                 os.fsync(dir_fd)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # (a filesystem that cannot sync folders)
+                    raise
             finally:
                 os.close(dir_fd)
         for f in todo:
             if not f.released:  # its name is durable now: the staged one can go
                 self.discard_staged(f.fd, f.path)
                 f.released = True
+
+    @staticmethod
+    def _sync(f: Staged) -> None:
+        os.ftruncate(f.fd, f.size)  # exactly the bytes verified, whatever else was ever written there
+        os.fsync(f.fd)
+        release_cache(f.fd)  # on disk since the fsync: its pages go back to the system
+        f.synced = True
+
+    def _publish_one(self, f: Staged) -> None:
+        f.published = self._link(f)
+
+    def _per_file(self, f: Staged, step) -> None:  # noqa: ANN001
+        """Run one file's step. A failure that only that file has (its name, what is in its
+        way, or an unexpected error seen too often) quarantines the file; a transient one is
+        raised, so the caller waits and calls publish again."""
+        try:
+            step(f)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure == "unexpected":
+                f.failures += 1
+                if f.failures <= UNEXPECTED_RETRIES:
+                    raise
+            elif failure == "transient":
+                raise
+            self.refuse(f, f"cannot be saved under its name: {describe(exc)}")
 
     def refuse(self, f: Staged, reason: str) -> None:
         """Quarantine a staged file instead of publishing it, saying why."""
@@ -181,7 +244,7 @@ class OutputFolder:
                 except FileExistsError:
                     if _same_content(dir_fd, candidate, f.digest, f.algorithm):
                         return Published(_join(folder, candidate), duplicate=True)
-                    if attempt == 1 and self.on_conflict == "rename-old":
+                    if attempt == 1 and self.on_conflict == "rename-old" and _is_file(dir_fd, name):
                         kept = self._displace(dir_fd, name)
                         os.rename(f.path, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
                         return Published(_join(folder, name), older_kept_as=_join(folder, kept))
@@ -225,16 +288,32 @@ class OutputFolder:
             raise
 
     def quarantine(self, fd: int, staged: Path, relpath: str, upload_id: str) -> Path:
-        """Move a staged file that failed verification aside, never into the output."""
-        target = self._hidden_dir(QUARANTINE) / f"{relpath.replace('/', '__')}.{upload_id}"
+        """Move a staged file that failed verification aside, never into the output: named by
+        its upload id, then as much of its path as a name can hold."""
+        name = _fit(f"{upload_id}.{relpath.replace('/', '__')}", MAX_NAME_BYTES)
+        target = self._hidden_dir(QUARANTINE) / name
         os.rename(staged, target)
-        self._release(fd, staged.parent)
+        os.close(fd)
         return target
 
 
+def _fit(name: str, limit: int) -> str:
+    """`name` cut (at a character boundary) to at most `limit` UTF-8 bytes."""
+    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
 def _numbered(name: str, n: int) -> str:
+    """`name (n).ext`, its stem shortened where the whole would be over a name's limit."""
     stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
-    return f"{stem} ({n}){dot}{ext}"
+    suffix = f" ({n}){dot}{ext}"
+    return _fit(stem, MAX_NAME_BYTES - len(suffix.encode("utf-8"))) + suffix
+
+
+def _is_file(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _join(dirs: tuple[str, ...], name: str) -> str:
@@ -242,9 +321,14 @@ def _join(dirs: tuple[str, ...], name: str) -> str:
 
 
 def _same_content(dir_fd: int, name: str, digest: str, algorithm: str) -> bool:
+    """Whether a regular file `name` holds exactly these bytes (a folder, a link, a FIFO or a
+    device is never the same: opened without blocking and without following links)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
+        return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return False
     hasher = new_hasher(algorithm)
     with os.fdopen(fd, "rb") as f:

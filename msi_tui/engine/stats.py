@@ -62,6 +62,7 @@ class ReconstructSnapshot:
     connection: str = "unknown"  # connecting, connected, unreachable
     files: tuple[FileProgress, ...] = field(default_factory=tuple)
     taken_at: float = 0.0
+    files_failed: int = 0  # refused or abandoned uploads
 
 
 class FileTable:
@@ -143,6 +144,7 @@ class ReconstructStats:
         self.messages_read = 0
         self.files_completed = 0
         self.files_quarantined = 0
+        self.files_failed = 0  # refused or abandoned: nothing of them was kept
         self.records_rejected = 0
         self.bytes_written = 0
         self.lag: int | None = None
@@ -157,6 +159,7 @@ class ReconstructStats:
                 files_completed=self.files_completed,
                 files_in_progress=files_in_progress,
                 files_quarantined=self.files_quarantined,
+                files_failed=self.files_failed,
                 records_rejected=self.records_rejected,
                 bytes_written=self.bytes_written,
                 threads=self.threads,

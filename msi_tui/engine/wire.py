@@ -37,6 +37,7 @@ _MAGIC_HEADER = ("msi", MAGIC)
 _LIGHT_HEADERS = frozenset(("msi.v", v) for v in (b"3", b"4"))
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+RESERVED_PREFIX = ".msi-tui-"  # the reconstructor's own folders in its output (staging, quarantine)
 
 _KNOWN = ", ".join(v.decode() for v in VERSIONS)
 Kind = Literal["chunk", "end", "abort"]
@@ -195,7 +196,8 @@ def check_relative_path(raw: bytes) -> str:
     """Return `raw` as a safe relative POSIX path, or raise WireError.
 
     Refuses what could escape or surprise the output folder: absolute paths, `..`, `.`,
-    empty parts, backslashes, drive letters, NUL and control characters, overlong names.
+    empty parts, backslashes, drive letters, NUL and control characters, overlong names,
+    and the reconstructor's own `.msi-tui-*` folders.
     """
     if not raw:
         raise WireError("empty path")
@@ -214,6 +216,8 @@ def check_relative_path(raw: bytes) -> str:
     if _DRIVE.match(path):
         raise WireError("path starts with a drive letter")
     parts = path.split("/")
+    if parts[0].startswith(RESERVED_PREFIX):
+        raise WireError(f"path is inside the reconstructor's own folder {parts[0]!r}")
     for part in parts:
         if part in ("", ".", ".."):
             raise WireError(f"path has a forbidden part {part!r}")

@@ -1,0 +1,402 @@
+"""Applying one partition's records: chunks into staged files, verified files published.
+
+A rebuilding thread owns a `Rebuilder` and applies batches of records of the partitions it
+serves, in order. What every thread shares (the ledger, the uploads being rebuilt, the
+receipts, the output folder) is in one `RebuildContext`, under its lock where it changes.
+
+Every failure is classified (msi_tui.engine.failures): a transient one holds the
+partition, says why and retries; one that belongs to an upload ends that upload, with a
+receipt and one message, and the partition goes on. A record is accounted in the ledger
+only after it was applied or deliberately refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Message
+
+from msi_tui.engine import digest, wire
+from msi_tui.engine.assembly import Assembly, DiskWriter
+from msi_tui.engine.events import (FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink,
+                                   UploadNotRebuilt)
+from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
+from msi_tui.engine.journal import Journal
+from msi_tui.engine.ledger import Ledger
+from msi_tui.engine.output import OutputFolder, Staged
+from msi_tui.engine.receipts import Outcome, ReceiptBook, new_receipt
+from msi_tui.engine.stats import ReconstructStats
+
+REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
+RETRY_AFTER_S = 2.0
+ORPHANS_REMEMBERED = 1024  # per thread: uploads already reported as missing their first chunk
+_DISAGREES = "record disagrees with earlier records of the same upload"
+
+
+@dataclass
+class RebuildContext:
+    """What the rebuilding threads share with each other and with the consumer thread."""
+
+    output: OutputFolder
+    output_dir: Path
+    group_id: str
+    direct_writes: bool
+    ledger: Ledger
+    receipts: ReceiptBook
+    journal: Journal | None
+    stats: ReconstructStats
+    sink: Sink
+    stop: threading.Event
+    paused: threading.Event
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    assemblies: dict[str, Assembly] = field(default_factory=dict)  # uploads being rebuilt, by id
+    owned: dict[int, int] = field(default_factory=dict)  # partition -> generation (a revoke ends one)
+    blocked_by: str | None = None  # why the output refuses writes, while it does
+
+    def owns(self, partition: int, generation: int) -> bool:
+        return self.owned.get(partition) == generation
+
+    def finished(self, upload_id: str) -> bool:
+        """Ended already (here, by an earlier owner of the partition, or in an earlier run)."""
+        return self.receipts.has(upload_id) or bool(self.journal and self.journal.seen(upload_id))
+
+
+class Rebuilder:
+    """One rebuilding thread's state and work."""
+
+    def __init__(self, ctx: RebuildContext, decode: wire.Decoder, writer: DiskWriter) -> None:
+        self.ctx = ctx
+        self.decode = decode
+        self.writer = writer
+        # Uploads the current batch wrote to (a run may wait to be written) and the bytes it
+        # wrote: the counters shown are brought up to date once a batch, not once a chunk.
+        self.touched: dict[str, Assembly] = {}
+        self.written = 0
+        # Uploads the batch completed: verified and published together once it is applied.
+        self.complete: dict[str, tuple[Assembly, Staged]] = {}
+        self.orphans: OrderedDict[str, None] = OrderedDict()
+
+    # --- a batch -----------------------------------------------------------------------
+
+    def apply(self, partition: int, generation: int, records: list[Message]) -> None:
+        """Apply one partition's records in order, write what they left gathered, verify and
+        publish the files they completed, then account for them in the ledger."""
+        ctx = self.ctx
+        with ctx.lock:
+            records = [m for m in records if ctx.ledger.fresh(partition, m.offset())]  # (replays of stale fetches)
+        if not records:
+            return
+        self.touched.clear()
+        self.written = 0
+        self.complete.clear()
+        for msg in records:
+            if not ctx.owns(partition, generation):
+                return  # revoked: the next owner replays from the committed offset
+            if not self._until_done(lambda: self._handle(msg), partition, generation, self._upload_of(msg)):
+                return  # revoked or stopping
+        for uid, assembly in list(self.touched.items()):
+            if not self._until_done(lambda: self._write_run(assembly), partition, generation, lambda: assembly):
+                return
+        # Revoked or stopping on the way: the files stay pinned to the offset, replayed later.
+        for uid, (a, s) in list(self.complete.items()):
+            if not self._until_done(lambda: self._verify(a, s), partition, generation, lambda: a):
+                return
+        if self.complete:  # one publish for the batch (see OutputFolder.publish)
+            files = [s for _a, s in self.complete.values()]
+            if not self._until_done(lambda: ctx.output.publish(files), partition, generation, lambda: None):
+                return
+        for a, s in list(self.complete.values()):
+            if s.released:
+                self._settle(a, s)
+            else:  # (an unexpected error kept coming back)
+                self._end(a, "refused", "could not be saved under its name")
+        if ctx.journal:
+            ctx.journal.flush()
+        last = records[-1]
+        with ctx.stats.lock:
+            ctx.stats.messages_read += len(records)
+            ctx.stats.bytes_written += self.written
+            for uid, assembly in self.touched.items():
+                ctx.stats.table.update(uid, chunks_done=assembly.received)
+        with ctx.lock:
+            if not ctx.owns(partition, generation):
+                return
+            for uid, assembly in self.touched.items():
+                ctx.ledger.touch(partition, uid, assembly.newest_ms)
+            ctx.ledger.accounted(partition, last.offset(), _timestamp(last))
+            silent = [ctx.assemblies[uid] for uid in ctx.ledger.abandoned(partition) if uid in ctx.assemblies]
+        for a in silent:
+            minutes = ctx.ledger.abandon_after_ms / 60000
+            self._end(a, "abandoned", f"no record of it for {minutes:g} min while its partition moved on")
+
+    def _until_done(self, step: Callable[[], None], partition: int, generation: int,
+                    upload: Callable[[], Assembly | None]) -> bool:
+        """Run one step of a batch until it succeeds or its failure is dealt with. Transient:
+        retried while the partition waits (False when revoked or stopping first). The
+        upload's own, or unexpected more than UNEXPECTED_RETRIES times: `upload()` ends."""
+        ctx = self.ctx
+        unexpected = 0
+        while ctx.owns(partition, generation):
+            try:
+                step()
+            except Exception as exc:
+                failure = classify(exc)
+                if failure == "unexpected":
+                    unexpected += 1
+                    if unexpected <= UNEXPECTED_RETRIES:
+                        failure = "transient"
+                        ctx.sink(Notice(level="warning", at=time.time(), message=(
+                            f"partition {partition}: {describe(exc)}; trying again ({unexpected}/{UNEXPECTED_RETRIES})")))
+                if failure == "transient":
+                    self._blocked(exc)
+                    if ctx.stop.wait(RETRY_AFTER_S if unexpected == 0 else 0.2):
+                        return False
+                    continue
+                a = upload()
+                if a is not None:
+                    self._end(a, "refused", describe(exc))
+                return True  # (a record of no upload being rebuilt: see _handle's own refusals)
+            if ctx.blocked_by is not None:
+                self._unblocked()
+            return True
+        return False
+
+    def _upload_of(self, msg: Message) -> Callable[[], Assembly | None]:
+        """The upload a record belongs to, as far as one is being rebuilt (its key)."""
+        return lambda: self.ctx.assemblies.get((msg.key() or b"").decode("ascii", "replace"))
+
+    # --- one record --------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> None:
+        """Apply one record. Raises only for trouble on our side (see _until_done)."""
+        ctx = self.ctx
+        value = msg.value() or b""
+        headers = msg.headers()
+        try:
+            index = wire.next_chunk_index(headers)
+            if index is not None:  # the common case: one more chunk of an upload begun earlier
+                self._take_next_chunk(msg, index, value)
+                return
+            meta = self.decode(headers)
+        except wire.WireError as exc:
+            self._reject(msg, str(exc))
+            return
+        if meta.kind != "chunk" and value:
+            self._reject(msg, f"{meta.kind} record carries data")
+            return
+        uid = meta.upload_id
+        # No lock to read: only this thread changes its partitions' entries while it holds a batch.
+        assembly = ctx.assemblies.get(uid)
+        if assembly is None:
+            if meta.kind != "chunk" or ctx.finished(uid):
+                return  # a replay of an ended upload, or a withdrawn one we never started
+            try:
+                fd, staged = ctx.output.open_staged(uid)
+            except OSError as exc:
+                if classify(exc) != "upload":
+                    raise  # (waits, or is tried again: see _until_done)
+                self._refuse_unopened(meta, describe(exc))
+                return
+            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, writer=self.writer,
+                                direct=ctx.direct_writes, newest_ms=_timestamp(msg))
+            with ctx.lock:
+                ctx.assemblies[uid] = assembly
+                ctx.ledger.open(msg.partition(), uid, msg.offset(), assembly.newest_ms)
+            with ctx.stats.lock:
+                ctx.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
+                                    state="receiving", started=time.time(), finished=None)
+        elif not self._goes_on(msg, assembly):
+            return
+        elif not assembly.matches(meta):
+            self._reject(msg, _DISAGREES)
+            return
+        if meta.kind == "abort":
+            self._end(assembly, "withdrawn", "the file changed or its upload was cut short")
+            return
+        if meta.kind == "end":
+            assembly.expected_digest = meta.digest
+            if assembly.complete:
+                self._finish(assembly)
+        else:
+            self._take_chunk(msg, assembly, meta.index, value)
+
+    def _take_next_chunk(self, msg: Message, index: int, value: bytes) -> None:
+        """A chunk that names only its index (record format 3 and 4): its upload is its key."""
+        uid = (msg.key() or b"").decode("ascii", "replace")
+        assembly = self.ctx.assemblies.get(uid)
+        if assembly is None:
+            if not self.ctx.finished(uid):
+                self._reject(msg, f"chunk {index} of an upload whose first chunk was not read here "
+                                  "(reading began after it, or it was refused)", quietly=uid in self.orphans)
+                self.orphans[uid] = None
+                if len(self.orphans) > ORPHANS_REMEMBERED:
+                    self.orphans.popitem(last=False)
+        elif self._goes_on(msg, assembly):
+            self._take_chunk(msg, assembly, index, value)
+
+    def _goes_on(self, msg: Message, assembly: Assembly) -> bool:
+        """Whether a record of an upload being rebuilt still counts: not when the upload is
+        complete, waiting for the end of the batch (a replay), nor (refused) when the record
+        is in another partition than the upload, whose file another thread may hold."""
+        if assembly.meta.upload_id in self.complete:
+            return False
+        if assembly.partition != msg.partition():
+            self._reject(msg, _DISAGREES)
+            return False
+        return True
+
+    def _take_chunk(self, msg: Message, assembly: Assembly, index: int, value: bytes) -> None:
+        try:
+            wrote = assembly.write(index, value)
+        except wire.WireError as exc:
+            self._reject(msg, str(exc))
+            return
+        assembly.newest_ms = _timestamp(msg)
+        if wrote:
+            self.touched[assembly.meta.upload_id] = assembly
+            self.written += len(value)
+        if assembly.complete:
+            self._finish(assembly)
+
+    def _finish(self, a: Assembly) -> None:
+        """A complete upload: on its way to the disk and through the digest, to be verified and
+        published at the end of the batch together with the others the batch completes."""
+        # An OSError on the way (disk full) leaves the assembly registered: the retried
+        # record finds it complete and comes back here.
+        a.seal()
+        self.complete[a.meta.upload_id] = (a, Staged(a.fd, a.staged, a.meta.path, a.meta.upload_id,
+                                                     a.expected_digest, a.meta.algorithm, a.meta.size))
+
+    # --- the end of a batch ------------------------------------------------------------
+
+    def _write_run(self, assembly: Assembly) -> None:
+        """Hand the batch's gathered chunks of one upload to the writers, not to be held in
+        memory past the batch. Not waited for: an unfinished upload pins the offset, and a
+        finished one waits for its writes to be verified."""
+        if self.ctx.assemblies.get(assembly.meta.upload_id) is assembly:  # (not ended meanwhile)
+            assembly.flush()
+            assembly.settle(wait=False)
+
+    def _verify(self, a: Assembly, s: Staged) -> None:
+        """Quarantine a completed file whose digest does not match what the uploader sent."""
+        if not s.released and not a.verified():  # (waits for the batch's hashing)
+            self.ctx.output.refuse(s, f"{digest.NAMES[a.meta.algorithm]} does not match what the uploader sent")
+
+    def _settle(self, a: Assembly, s: Staged) -> None:
+        """Report where a finished upload went, and record it as ended."""
+        ctx = self.ctx
+        uid, path = a.meta.upload_id, a.meta.path
+        published = s.published
+        if published is None:
+            with ctx.stats.lock:
+                ctx.stats.files_quarantined += 1
+                ctx.stats.table.update(uid, state="quarantined", finished=time.time())
+            ctx.sink(FileQuarantined(path=path, reason=s.refused, quarantine_path=str(s.quarantined), at=time.time()))
+            self._close(a, "quarantined", saved_as=str(s.quarantined), reason=s.refused)
+            return
+        with ctx.stats.lock:
+            ctx.stats.files_completed += 1
+            ctx.stats.table.update(uid, path=published.path, state="verified", finished=time.time())
+        ctx.sink(FileReconstructed(path=published.path, size=a.meta.size, upload_id=uid,
+                                   seconds=time.monotonic() - a.started, duplicate=published.duplicate, at=time.time()))
+        if published.older_kept_as:
+            ctx.sink(FileKeptBoth(path=path, saved_as=published.older_kept_as, older_moved=True, at=time.time()))
+        elif published.path != path:
+            ctx.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
+        self._close(a, "published", saved_as=published.path)
+        if ctx.journal:
+            ctx.journal.add(uid, path)
+
+    def _end(self, a: Assembly, outcome: Outcome, reason: str) -> None:
+        """End an unfinished upload without a file (refused, withdrawn or abandoned): its
+        staged file goes, once the writes handed over are done."""
+        ctx = self.ctx
+        uid = a.meta.upload_id
+        self.complete.pop(uid, None)
+        self.touched.pop(uid, None)
+        a.abandon()
+        try:
+            ctx.output.discard_staged(a.fd, a.staged)
+        except OSError as exc:  # (the file stays for the next start to clean)
+            ctx.sink(Notice(level="warning", message=f"removing {a.staged}: {describe(exc)}", at=time.time()))
+        with ctx.stats.lock:
+            if outcome != "withdrawn":
+                ctx.stats.files_failed += 1
+            ctx.stats.table.update(uid, state=outcome, finished=time.time())
+        ctx.sink(UploadNotRebuilt(path=a.meta.path, upload_id=uid, outcome=outcome, reason=reason, at=time.time()))
+        self._close(a, outcome, reason=reason)
+
+    def _refuse_unopened(self, meta: wire.RecordMeta, reason: str) -> None:
+        """End an upload whose staged file cannot even be made (nothing to discard)."""
+        ctx = self.ctx
+        with ctx.stats.lock:
+            ctx.stats.files_failed += 1
+        ctx.sink(UploadNotRebuilt(path=meta.path, upload_id=meta.upload_id, outcome="refused", reason=reason,
+                                  at=time.time()))
+        ctx.receipts.record(new_receipt(meta.upload_id, ctx.group_id, "refused", meta.path, str(ctx.output_dir),
+                                        size=meta.size, algorithm=meta.algorithm, reason=reason))
+
+    def _close(self, a: Assembly, outcome: Outcome, **details: str) -> None:
+        """Forget an ended upload: the ledger lets its offset go, the receipt says how it ended."""
+        ctx = self.ctx
+        uid = a.meta.upload_id
+        with ctx.lock:
+            ctx.assemblies.pop(uid, None)
+            ctx.ledger.close(a.partition, uid)
+        ctx.receipts.record(new_receipt(uid, ctx.group_id, outcome, a.meta.path, str(ctx.output_dir),
+                                        size=a.meta.size, digest=a.expected_digest, algorithm=a.meta.algorithm,
+                                        **details))
+
+    def drop(self, a: Assembly) -> None:
+        """Forget an upload handed over to another member (it stays open for its next owner)."""
+        a.abandon()
+        self.ctx.output.discard_staged(a.fd, a.staged)
+        with self.ctx.stats.lock:
+            self.ctx.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
+
+    # --- reports -----------------------------------------------------------------------
+
+    def _reject(self, msg: Message, reason: str, quietly: bool = False) -> None:
+        """Count a refused record and report it (`quietly`: only count it, it was said)."""
+        stats = self.ctx.stats
+        with stats.lock:
+            stats.records_rejected += 1
+            count = stats.records_rejected
+        if quietly:
+            return
+        if count <= REJECTS_REPORTED_ONE_BY_ONE or count % 1000 == 0:
+            if count > REJECTS_REPORTED_ONE_BY_ONE:
+                reason = f"{reason} ({count} records refused so far)"
+            self.ctx.sink(RecordRejected(partition=msg.partition(), offset=msg.offset(), reason=reason, at=time.time()))
+
+    def _blocked(self, exc: Exception) -> None:
+        """Say once that the output folder refuses writes (disk full, permissions)."""
+        ctx = self.ctx
+        reason = describe(exc)
+        with ctx.lock:
+            first = ctx.blocked_by is None
+            ctx.blocked_by = reason
+        if first:
+            ctx.stats.state = "blocked"
+            ctx.sink(Notice(level="error", at=time.time(), message=(
+                f"cannot write to {ctx.output_dir}: {reason}. Reconstruction waits and retries every "
+                f"{RETRY_AFTER_S:.0f} s; nothing is skipped")))
+
+    def _unblocked(self) -> None:
+        ctx = self.ctx
+        with ctx.lock:
+            was, ctx.blocked_by = ctx.blocked_by, None
+        if was is not None:
+            ctx.stats.state = "paused" if ctx.paused.is_set() else "consuming"
+            ctx.sink(Notice(level="info", message=f"{ctx.output_dir} is writable again: reconstruction resumed",
+                            at=time.time()))
+
+
+def _timestamp(msg: Message) -> int:
+    """A record's timestamp in ms (0 when it has none)."""
+    return msg.timestamp()[1]
