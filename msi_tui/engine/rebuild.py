@@ -87,8 +87,9 @@ class Rebuilder:
         """Apply one partition's records in order, write what they left gathered, verify and
         publish the files they completed, then account for them in the ledger."""
         ctx = self.ctx
-        with ctx.lock:
-            records = [m for m in records if ctx.ledger.fresh(partition, m.offset())]  # (replays of stale fetches)
+        with ctx.lock:  # (a batch is in offset order: when its first record is fresh, all are)
+            if not ctx.ledger.fresh(partition, records[0].offset()):
+                records = [m for m in records if ctx.ledger.fresh(partition, m.offset())]  # stale fetches
         if not records:
             return
         self.touched.clear()
@@ -97,8 +98,11 @@ class Rebuilder:
         for msg in records:
             if not ctx.owns(partition, generation):
                 return  # revoked: the next owner replays from the committed offset
-            if not self._until_done(lambda: self._handle(msg), partition, generation, self._upload_of(msg)):
-                return  # revoked or stopping
+            try:
+                self._handle(msg)  # (the retrying wrapper only once it fails: this runs per chunk)
+            except Exception as exc:
+                if not self._until_done(lambda: self._handle(msg), partition, generation, self._upload_of(msg), exc):
+                    return  # revoked or stopping
         for uid, assembly in list(self.touched.items()):
             if not self._until_done(lambda: self._write_run(assembly), partition, generation, lambda: assembly):
                 return
@@ -135,35 +139,41 @@ class Rebuilder:
             self._end(a, "abandoned", f"no record of it for {minutes:g} min while its partition moved on")
 
     def _until_done(self, step: Callable[[], None], partition: int, generation: int,
-                    upload: Callable[[], Assembly | None]) -> bool:
-        """Run one step of a batch until it succeeds or its failure is dealt with. Transient:
-        retried while the partition waits (False when revoked or stopping first). The
-        upload's own, or unexpected more than UNEXPECTED_RETRIES times: `upload()` ends."""
+                    upload: Callable[[], Assembly | None], failed: Exception | None = None) -> bool:
+        """Run one step of a batch (that already `failed` once, when given) until it succeeds
+        or its failure is dealt with. Transient: retried while the partition waits (False
+        when revoked or stopping first). Unexpected: retried UNEXPECTED_RETRIES times, then
+        dealt with as the upload's own: `upload()` ends."""
         ctx = self.ctx
         unexpected = 0
         while ctx.owns(partition, generation):
-            try:
-                step()
-            except Exception as exc:
-                failure = classify(exc)
-                if failure == "unexpected":
-                    unexpected += 1
-                    if unexpected <= UNEXPECTED_RETRIES:
-                        failure = "transient"
-                        ctx.sink(Notice(level="warning", at=time.time(), message=(
-                            f"partition {partition}: {describe(exc)}; trying again ({unexpected}/{UNEXPECTED_RETRIES})")))
-                if failure == "transient":
-                    self._blocked(exc)
-                    if ctx.stop.wait(RETRY_AFTER_S if unexpected == 0 else 0.2):
-                        return False
-                    continue
-                a = upload()
-                if a is not None:
-                    self._end(a, "refused", describe(exc))
-                return True  # (a record of no upload being rebuilt: see _handle's own refusals)
-            if ctx.blocked_by is not None:
-                self._unblocked()
-            return True
+            if failed is None:
+                try:
+                    step()
+                except Exception as exc:
+                    failed = exc
+                else:
+                    if ctx.blocked_by is not None:
+                        self._unblocked()
+                    return True
+            exc, failed = failed, None
+            failure = classify(exc)
+            if failure == "transient":
+                self._blocked(exc)
+                if ctx.stop.wait(RETRY_AFTER_S):
+                    return False
+                continue
+            if failure == "unexpected" and unexpected < UNEXPECTED_RETRIES:
+                unexpected += 1
+                ctx.sink(Notice(level="warning", at=time.time(), message=(
+                    f"partition {partition}: {describe(exc)}; trying again ({unexpected}/{UNEXPECTED_RETRIES})")))
+                if ctx.stop.wait(0.2):
+                    return False
+                continue
+            a = upload()
+            if a is not None:
+                self._end(a, "refused", describe(exc))
+            return True  # (a record of no upload being rebuilt: see _handle's own refusals)
         return False
 
     def _upload_of(self, msg: Message) -> Callable[[], Assembly | None]:
