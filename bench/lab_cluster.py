@@ -9,7 +9,8 @@ What it does, in this order, while files keep flowing:
           and MSI_TUI_STATE_DIR) and 3 reconstructors in one consumer group (each its own
           output folder and MSI_TUI_STATE_DIR); --files per uploader (1 KB .. 20 MB) are
           written into the source folders over --write-seconds
-  (a)     SIGKILL reconstructor 1 and start reconstructor 4 (new folder, same group)
+  (a)     SIGKILL reconstructor 1 and start reconstructor 4 in its folder (same group: the
+          service restarted where it ran, which also removes what the killed one left staged)
   (b)     SIGKILL uploader 2 while it sends a --mid-mib file, restart it (same state, folder)
   (c)     SIGKILL the broker leading most partitions; start it again after --outage-seconds
   (d)     SIGKILL uploader 3 --big-kill-after s into a --big-mib file, delete that source
@@ -329,10 +330,11 @@ class Lab:
         return ["--headless", "--bootstrap", self.bootstrap, "--topic", self.topic,
                 "--partitions", str(PARTITIONS), "--update-seconds", "-1"]
 
-    def new_reconstructor(self) -> Child:
+    def new_reconstructor(self, out: Path | None = None) -> Child:
         j = len(self.reconstructors) + 1
-        out = self.work / f"out{j}"
-        self.outs.append(out)
+        if out is None:
+            out = self.work / f"out{j}"
+            self.outs.append(out)
         env = dict(os.environ, MSI_TUI_STATE_DIR=str(self.work / "state" / f"r{j}"))
         child = Child(f"reconstructor{j}", ["reconstruct", str(out), *self.common(), "--group-id", self.group],
                       self.logs, env)
@@ -407,13 +409,13 @@ class Lab:
     # -- the events -----------------------------------------------------------------------
 
     def kill_reconstructor(self) -> None:
-        """(a) SIGKILL reconstructor 1; a fourth joins the group with a new folder."""
+        """(a) SIGKILL reconstructor 1; a fourth joins the group in its folder."""
         victim = self.reconstructors[0]
         victim.retired = True
         victim.kill()
         self.kills.append(Kill("reconstructor 1", time.time()))
-        self.new_reconstructor()
-        self.say(f"(a) SIGKILL reconstructor 1; reconstructor 4 started ({self.outs[-1].name}, same group)")
+        self.new_reconstructor(self.outs[0])
+        self.say(f"(a) SIGKILL reconstructor 1; reconstructor 4 started in its folder ({self.outs[0].name}, same group)")
 
     def kill_uploader_during(self, index: int, relpath: str, size: int, after: float, delete: bool, label: str) -> None:
         """SIGKILL uploader `index` `after` s into sending `relpath` (written now), optionally
@@ -637,7 +639,7 @@ class Lab:
         parts = sum(1 for path, _ in scan.staged if path.name.endswith(".part"))
         print(f"staged leftovers {len(scan.staged)} files ({parts} .part), {staged_bytes:,} bytes"
               + (f"; per folder: {', '.join(f'{k} {v}' for k, v in sorted(staged_per_folder.items()))}"
-                 " (out1: reconstructor 1's, SIGKILLed in (a) and never restarted there)" if scan.staged else ""))
+                 if scan.staged else ""))
         for path, size in sorted(scan.staged, key=lambda x: -x[1])[:5]:
             print(f"  {path.relative_to(self.work)} ({size:,} bytes)")
         per_folder = Counter(self.outs[f.folder].name for f in scan.files)
