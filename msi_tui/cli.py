@@ -318,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
         uploader.enqueue_file(args.file)
         console.run(uploader, -1, until_idle=True)
     snap = uploader.snapshot()
+    if uploader.died is not None:  # (said as an error when it happened)
+        return 1
     return 0 if snap.files_failed == 0 and snap.files_queued == 0 and snap.pending_deliveries == 0 else 1
 
 

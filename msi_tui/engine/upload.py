@@ -45,7 +45,7 @@ from msi_tui.engine.events import (
 from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
 from msi_tui.engine.registry import Registry, Unfinished
 from msi_tui.engine.stats import UploadSnapshot, UploadStats
-from msi_tui.engine.watch import FileFilter, FolderWatcher
+from msi_tui.engine.watch import FileFilter, FolderWatcher, shown_name
 from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
 
@@ -160,6 +160,25 @@ class _Delivery:
             self.uploader._finish(self, "done")
 
 
+def refusal(relpath: str) -> str | None:
+    """Why a reconstructor would refuse a file sent under `relpath`, or None. Asked before
+    anything of it is sent: the far end refuses such an upload, and the file would be
+    reported uploaded here and be lost there. The rule is the reconstructor's own."""
+    try:
+        raw = relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # the name's bytes, as the OS gave them (Python holds those not UTF-8 as surrogate escapes)
+            shown = repr(relpath.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            shown = shown_name(relpath)
+        return f"its name is not valid UTF-8 ({shown}); rename it to send it"
+    try:
+        wire.check_relative_path(raw)
+    except wire.WireError as exc:
+        return f"a reconstructor would refuse its name ({exc}); rename it to send it"
+    return None
+
+
 def _fatal(exc: BaseException | None) -> KafkaException | None:
     """The fatal producer error `exc` is or was caused by: a delivery report that poll()
     serves while such an error is pending fails with a SystemError caused by it."""
@@ -198,6 +217,7 @@ class Uploader:
         self._aborts_unacked = 0  # (under stats.lock)
         self._failure: str | None = None  # why the producer failed for good, once it has
         self._failed = threading.Event()  # ... and that it has
+        self._died: str | None = None  # which thread of ours ended unexpectedly, and why
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -228,7 +248,6 @@ class Uploader:
         if self.folder is not None:
             # --resend only stops the registry from skipping files: every upload is still
             # written down, so that it can be withdrawn should this run not finish it.
-            registry = self._registry if self.settings.use_registry else None
             self._watcher = FolderWatcher(
                 self.folder,
                 self._on_ready,
@@ -236,7 +255,8 @@ class Uploader:
                 file_filter=self.settings.file_filter,
                 use_polling=self.settings.use_polling,
                 quiet_seconds=self.settings.quiet_seconds,
-                is_known=registry.is_done if registry else (lambda *_: False),
+                is_known=self._sent_before if self.settings.use_registry else (lambda *_: False),
+                on_crash=self._thread_died,
             )
             self._watcher.start()
         self.stats.state = "watching" if self.folder is not None else "sending"
@@ -261,10 +281,35 @@ class Uploader:
             self.sink(Notice(level="info", message=f"withdrawing {n} unfinished upload{'' if n == 1 else 's'} "
                                                    "an earlier run left (an abort record each)", at=time.time()))
 
-    def _spawn(self, target, name: str) -> None:  # noqa: ANN001
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # a thread gone silently would leave files unsent while all looks fine
+                self._thread_died(name, exc)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _thread_died(self, name: str, exc: BaseException) -> None:
+        """A thread of ours ended unexpectedly (a fault of ours): said once as an error, and
+        the service stops, rather than going on without it."""
+        LOG.error("thread %s died", name, exc_info=exc)
+        with self.stats.lock:
+            self._died = self._died or f"thread {name} died: {exc!r}"
+        self.sink(Notice(level="error", message=f"thread {name} died ({exc!r}): the uploader stops", at=time.time()))
+        self.request_stop()
+        if name == "msi-deliveries":
+            # Nothing serves delivery reports any more, so no stop could complete. Uploads
+            # left open stay `sending` in the registry and are withdrawn at the next start.
+            self.stats.state = "stopped"
+            self._stopped.set()
+
+    @property
+    def died(self) -> str | None:
+        """Which thread ended unexpectedly and why (the service then stopped), or None."""
+        return self._died
 
     def enqueue_file(self, path: Path) -> None:
         """Send one file (its name is the relative path on the other side)."""
@@ -276,8 +321,21 @@ class Uploader:
     def _on_ready(self, path: Path, relpath: str, size: int, _mtime_ns: int) -> None:
         self._enqueue(_Job(path, relpath, from_watch=True), size)
 
+    def _sent_before(self, relpath: str, size: int, mtime_ns: int) -> bool:
+        """The registry has this version of a watched file as done. A refused name is never
+        written there (SQLite cannot even look up one that is not UTF-8): _enqueue refuses it."""
+        registry = self._registry
+        return registry is not None and refusal(relpath) is None and registry.is_done(relpath, size, mtime_ns)
+
     def _enqueue(self, job: _Job, size: int) -> None:
         if self._stop_new.is_set():
+            return
+        # Once per version of a watched file: the watcher does not offer a version again.
+        reason = refusal(job.relpath)
+        if reason is not None:
+            with self.stats.lock:
+                self.stats.files_failed += 1
+            self.sink(FileUploadFailed(path=shown_name(job.relpath), reason=reason, at=time.time()))
             return
         with self.stats.lock:
             self.stats.files_queued += 1
@@ -341,7 +399,6 @@ class Uploader:
         record is delivered (or, forced, the abort records had a moment to go)."""
         producer = self._producer
         assert producer is not None
-        senders = [t for t in self._threads if t.name.startswith("msi-upload")]
         while True:
             self._poll(producer, 0.2)
             try:
@@ -349,6 +406,10 @@ class Uploader:
             except Exception as exc:  # this thread must outlive any bug: it drains and stops the uploader
                 LOG.exception("sending abort records failed")
                 self.sink(Notice(level="error", message=f"sending abort records failed: {exc!r}", at=time.time()))
+            # The upload threads are looked up here, not once before the loop: this thread
+            # starts before them, and one listed without them ended the service (exit 0,
+            # nothing reported) while a file was still being sent.
+            senders = [t for t in self._threads if t.name.startswith("msi-upload")]
             if self._stop_new.is_set() and not any(t.is_alive() for t in senders) and self._aborts.empty():
                 if self._force.is_set() or self._nothing_to_deliver(producer):
                     break
@@ -453,11 +514,6 @@ class Uploader:
 
     def _send(self, job: _Job) -> None:
         """Read, hash and produce one file, then its closing record."""
-        try:
-            job.relpath.encode("utf-8")
-        except UnicodeEncodeError:
-            self._give_up(job, "the file name is not valid UTF-8")
-            return
         with open(job.path, "rb") as f:  # opened first: an unreadable file fails before anything is sent
             self._send_open(job, f)
 

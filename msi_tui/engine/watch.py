@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -77,6 +78,19 @@ class _Candidate:
 
 
 ReadyCallback = Callable[[Path, str, int, int], None]  # path, relpath, size, mtime_ns
+CrashCallback = Callable[[str, BaseException], None]  # thread name, what ended it
+
+
+def shown_name(relpath: str) -> str:
+    """`relpath` fit for one line of a message: bytes of a name that is not UTF-8 (which
+    Python holds as surrogate escapes, and no terminal or log can print) as `\\xNN`, control
+    characters escaped."""
+    try:
+        raw = relpath.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: show it as a code point
+        raw = relpath.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 class _Funnel(FileSystemEventHandler):
@@ -114,6 +128,7 @@ class FolderWatcher:
         quiet_seconds: float = 3.0,
         rescan_seconds: float = 60.0,
         is_known: Callable[[str, int, int], bool] = lambda *_: False,
+        on_crash: CrashCallback | None = None,
     ) -> None:
         self.folder = folder.resolve()
         self.on_ready = on_ready
@@ -123,11 +138,12 @@ class FolderWatcher:
         self.quiet_seconds = quiet_seconds
         self.rescan_seconds = rescan_seconds
         self.is_known = is_known
+        self.on_crash = on_crash or self._report_crash
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._candidates: dict[str, _Candidate] = {}
         self._sent: dict[str, tuple[int, int]] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="msi-watch", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="msi-watch", daemon=True)
         self._observer = PollingObserver(timeout=1) if self.use_polling else Observer()
 
     def start(self) -> None:
@@ -146,6 +162,26 @@ class FolderWatcher:
 
     # --- the watcher thread -------------------------------------------------------------
 
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # a watcher gone silently would leave every later file unsent, unseen
+            self.on_crash(self._thread.name, exc)
+
+    def _report_crash(self, name: str, exc: BaseException) -> None:
+        self.sink(Notice(level="error", message=f"thread {name} died ({exc!r}): no new file is picked up",
+                         at=time.time()))
+
+    def _file_failed(self, rel: str, exc: Exception) -> None:
+        """One file's trouble is told and ends there: the watcher goes on with the others."""
+        self.sink(Notice(level="error", message=f"{shown_name(rel)}: {exc}", at=time.time()))
+
+    def _observe_safely(self, path: Path, kind: str) -> None:
+        try:
+            self._observe(path, kind)
+        except Exception as exc:
+            self._file_failed(str(path), exc)
+
     def _run(self) -> None:
         self._scan()
         self._release_ready()  # files that were already complete go at once, not after a tick
@@ -160,7 +196,7 @@ class FolderWatcher:
                 if kind == "rescan":
                     self._scan(Path(path))
                 else:
-                    self._observe(Path(path), kind)
+                    self._observe_safely(Path(path), kind)
             self._release_ready()
             if time.monotonic() >= next_scan:
                 self._scan()
@@ -182,7 +218,7 @@ class FolderWatcher:
             if not self.filter.include_hidden:
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
-                self._observe(Path(root) / name, "scan")
+                self._observe_safely(Path(root) / name, "scan")
                 seen += 1
                 if seen % RELEASE_EVERY == 0:
                     self._release_ready()
@@ -241,9 +277,8 @@ class FolderWatcher:
                 continue
             del self._candidates[rel]
             self._sent[rel] = (st.st_size, st.st_mtime_ns)
-            if self.is_known(rel, st.st_size, st.st_mtime_ns):
-                continue
-            try:
-                self.on_ready(path, rel, st.st_size, st.st_mtime_ns)
-            except Exception as exc:  # the watcher must outlive any one file's trouble
-                self.sink(Notice(level="error", message=f"{rel}: {exc}", at=time.time()))
+            try:  # the watcher must outlive any one file's trouble
+                if not self.is_known(rel, st.st_size, st.st_mtime_ns):
+                    self.on_ready(path, rel, st.st_size, st.st_mtime_ns)
+            except Exception as exc:
+                self._file_failed(rel, exc)
