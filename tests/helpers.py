@@ -12,7 +12,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from msi_tui.engine import wire
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
@@ -217,6 +218,25 @@ def prepared_reconstructor(out: Path, **settings: object):  # noqa: ANN201
     service.output.prepare()
     own(service, 0, 1)
     return service
+
+
+@contextmanager
+def reconstructing(bootstrap: str, topic: str, out: Path) -> Iterator[Recorder]:
+    """An in-process reconstructor (one thread, group g-TOPIC) running while the block runs;
+    yields the recorder of its events."""
+    from msi_tui.engine.config import load_config
+    from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+
+    events = Recorder()
+    service = Reconstructor(load_config(bootstrap=bootstrap),
+                            ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
+                                                partitions=1), events)
+    service.start()
+    try:
+        yield events
+    finally:
+        service.request_stop()
+        assert service.wait_stopped(60)
 
 
 def new_rebuilder(service):  # noqa: ANN001, ANN201

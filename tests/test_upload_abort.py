@@ -24,9 +24,8 @@ from msi_tui.engine.events import (
     Notice,
     UploadNotRebuilt,
 )
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
 from msi_tui.engine.upload import UploadSettings, Uploader
-from tests.helpers import Background, Recorder, cli, visible, wait_until, write_random
+from tests.helpers import Background, Recorder, cli, reconstructing, visible, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
 
@@ -298,17 +297,10 @@ def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_r
                                                                                   chunks)
 
     # What a reconstructor makes of the topic: the first upload withdrawn, the file whole, once.
-    out, rebuilt = tmp_path / "out", Recorder()
-    service = Reconstructor(load_config(bootstrap=kafka_bootstrap),
-                            ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
-                                                partitions=1), rebuilt)
-    service.start()
-    try:
+    out = tmp_path / "out"
+    with reconstructing(kafka_bootstrap, topic, out) as rebuilt:
         [done] = wait_until(lambda: rebuilt.of(FileReconstructed), "the file rebuilt", timeout=180)
         [withdrawn] = wait_until(lambda: rebuilt.of(UploadNotRebuilt), "the first upload withdrawn")
-    finally:
-        service.request_stop()
-        assert service.wait_stopped(60)
     assert (done.path, done.upload_id, done.size, done.duplicate) == ("big.bin", second, size, False)
     assert (withdrawn.upload_id, withdrawn.outcome) == (first, "withdrawn")
     assert len(rebuilt.of(FileReconstructed)) == 1

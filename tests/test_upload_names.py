@@ -21,9 +21,8 @@ from msi_tui.engine.events import (
     RecordRejected,
     UploadNotRebuilt,
 )
-from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
 from msi_tui.engine.upload import Uploader, UploadSettings
-from tests.helpers import Recorder, cli, visible, wait_until, write_random
+from tests.helpers import Recorder, cli, reconstructing, visible, wait_until, write_random
 from tests.test_upload_abort import TopicReader, make_topic
 
 # Names Linux takes and a reconstructor refuses, as bytes, and what the report must show.
@@ -109,16 +108,9 @@ def test_names_a_reconstructor_refuses_fail_once_at_the_uploader_and_later_files
     assert {dict(r.headers).get("msi.path") for r in records} - {None} == {b"after.txt"}
 
     # ... and the file arrives: a reconstructor rebuilds it and refuses nothing.
-    out, rebuilt = tmp_path / "out", Recorder()
-    service = Reconstructor(load_config(bootstrap=kafka_bootstrap),
-                            ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
-                                                partitions=1), rebuilt)
-    service.start()
-    try:
+    out = tmp_path / "out"
+    with reconstructing(kafka_bootstrap, topic, out) as rebuilt:
         wait_until(lambda: rebuilt.of(FileReconstructed), "the file rebuilt", timeout=60)
-    finally:
-        service.request_stop()
-        assert service.wait_stopped(60)
     assert not rebuilt.of(RecordRejected) and not rebuilt.of(UploadNotRebuilt)
     assert visible(out) == ["after.txt"]
     assert (out / "after.txt").read_bytes() == (folder / "after.txt").read_bytes()
