@@ -84,7 +84,7 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
                     for offset, (headers, value, key, partition) in enumerate(batch)]
         worker.apply(0, 1, messages)
         for assembly in list(service.ctx.assemblies.values()):
-            worker.drop(assembly)
+            service.ctx.hand_over(assembly)
         worker.writer.close()
         service.output.close()
 

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from msi_tui.engine import wire
+from msi_tui.engine.receipts import Receipt
 from tests.helpers import Background, send_file, tree, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -79,3 +80,13 @@ def test_a_member_that_takes_over_skips_what_the_killed_one_published(kafka_boot
     assert mine["f000.bin"]["saved_as"] == "f000.bin" and mine["f000.bin"]["size"] == 1000
     assert mine["f000.bin"]["output"] == str(out_a.resolve()) or mine["f000.bin"]["output"] == str(out_a)
     assert mine["sentinel.bin"]["group"] == f"g-{topic}" and mine["sentinel.bin"]["host"]
+
+
+def test_records_on_the_receipts_topic_that_are_not_receipts_are_ignored() -> None:
+    good = Receipt(upload_id="a" * 32, group="g", outcome="published", path="f.bin")
+    assert Receipt.decode(good.encode()) == good
+    for hostile in [b"", b"not json", b"[1, 2]", b'"text"', b'{"upload_id": "x"}',
+                    json.dumps({**json.loads(good.encode()), "outcome": "anything"}).encode(),
+                    json.dumps({**json.loads(good.encode()), "group": 7}).encode(),
+                    json.dumps({**json.loads(good.encode()), "extra": 1}).encode()]:
+        assert Receipt.decode(hostile) is None, hostile

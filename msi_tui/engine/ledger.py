@@ -115,6 +115,11 @@ class Ledger:
         limit = p.clock_ms - self.abandon_after_ms
         return [uid for uid, u in p.uploads.items() if u.newest_ms < limit]
 
+    def position(self, partition: int) -> int | None:
+        """The next offset to account for (where reading resumes); None when unknown."""
+        p = self._partitions.get(partition)
+        return p.position if p is not None else None
+
     def safe_offset(self, partition: int) -> int | None:
         """The offset to commit: a restart from it loses no record that was neither applied
         nor refused, and no open upload. None when nothing is known yet."""

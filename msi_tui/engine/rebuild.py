@@ -61,6 +61,14 @@ class RebuildContext:
     def owns(self, partition: int, generation: int) -> bool:
         return self.owned.get(partition) == generation
 
+    def hand_over(self, a: Assembly) -> None:
+        """Forget an upload whose partition went to another member (it stays open for its
+        next owner): its staged file goes, once the writes handed over are done."""
+        a.abandon()
+        self.output.discard_staged(a.fd, a.staged)
+        with self.stats.lock:
+            self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
+
     def finished(self, upload_id: str) -> bool:
         """Ended already (here, by an earlier owner of the partition, or in an earlier run)."""
         return self.receipts.has(upload_id) or bool(self.journal and self.journal.seen(upload_id))
@@ -361,13 +369,6 @@ class Rebuilder:
         ctx.receipts.record(new_receipt(uid, ctx.group_id, outcome, a.meta.path, str(ctx.output_dir),
                                         size=a.meta.size, digest=a.expected_digest, algorithm=a.meta.algorithm,
                                         **details))
-
-    def drop(self, a: Assembly) -> None:
-        """Forget an upload handed over to another member (it stays open for its next owner)."""
-        a.abandon()
-        self.ctx.output.discard_staged(a.fd, a.staged)
-        with self.ctx.stats.lock:
-            self.ctx.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
 
     # --- reports -----------------------------------------------------------------------
 

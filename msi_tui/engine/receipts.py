@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -27,6 +27,7 @@ from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings, ensure_topic
 
 Outcome = Literal["published", "quarantined", "refused", "withdrawn", "abandoned"]
+OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 SUFFIX = ".receipts"
 VERSION_HEADER = ("msi.receipt", b"1")
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
@@ -65,7 +66,8 @@ class Receipt:
             receipt = Receipt(**fields)
         except (ValueError, TypeError):
             return None
-        if not isinstance(receipt.upload_id, str) or not isinstance(receipt.group, str):
+        if not (isinstance(receipt.upload_id, str) and isinstance(receipt.group, str)
+                and receipt.outcome in OUTCOMES):
             return None
         return receipt
 
@@ -76,7 +78,7 @@ def receipts_topic(data_topic: str) -> str:
 
 class ReceiptBook:
     """Follows a receipts topic and remembers which uploads have a receipt in `group`
-    (all groups when None); writes receipts when given a producer config."""
+    (all groups when None); also writes receipts when started with `write`."""
 
     def __init__(self, config: ClusterConfig, data_topic: str, group: str | None) -> None:
         self.config = config

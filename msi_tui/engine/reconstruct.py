@@ -102,13 +102,11 @@ class Reconstructor:
             receipts=self.receipts, journal=None, stats=self.stats, sink=self.sink, stop=self._stop,
             paused=threading.Event())
         self._lag: dict[int, int] = {}
-        self._committed_at_assign: dict[int, int] = {}  # where reading resumes, until a record is read
         self._generation = 0
         self._pending: dict[int, int] = {}  # partition -> batches queued or being applied
         self._in_flight = 0  # bytes of those batches
         self._flow = threading.Condition(self.ctx.lock)
         self._workers: list[queue.SimpleQueue] = []
-        self._rebuilders: list[Rebuilder] = []
         self._reassigned = False
         self._unstored: set[int] = set()  # partitions whose safe offset may have moved since last stored
         self._stopped = threading.Event()
@@ -149,7 +147,6 @@ class Reconstructor:
             name = f"msi-rebuild-{i}"
             rebuilder = Rebuilder(self.ctx, wire.Decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
             self._workers.append(work)
-            self._rebuilders.append(rebuilder)
             threading.Thread(target=self._work_loop, args=(work, rebuilder), name=name, daemon=True).start()
         threading.Thread(target=self._consume_loop, args=(consumer,), name="msi-consume", daemon=True).start()
 
@@ -317,10 +314,7 @@ class Reconstructor:
             for tp in partitions:
                 self._generation += 1
                 self.ctx.owned[tp.partition] = self._generation
-                at = committed.get(tp.partition)
-                self.ctx.ledger.assign(tp.partition, at)
-                if at is not None and at >= 0:
-                    self._committed_at_assign[tp.partition] = at
+                self.ctx.ledger.assign(tp.partition, committed.get(tp.partition))
             self._reassigned = True
         if self.receipts.active and not self.receipts.sync(RECEIPTS_WAIT_S):
             self.sink(Notice(level="warning", at=time.time(), message=(
@@ -368,9 +362,8 @@ class Reconstructor:
                     if uid in self.ctx.assemblies:
                         dropped.append(self.ctx.assemblies.pop(uid))
                 self._lag.pop(p, None)
-                self._committed_at_assign.pop(p, None)
         for a in dropped:
-            self._rebuilders[a.partition % len(self._rebuilders)].drop(a)
+            self.ctx.hand_over(a)
 
     def _leave(self, consumer: Consumer) -> None:
         """Finish what the workers hold, commit, leave the group, stop the workers."""
@@ -409,7 +402,8 @@ class Reconstructor:
                 with self.ctx.lock:
                     # No position until a record of the partition is read: reading resumes at
                     # the committed offset, or (a new group) at the start of what is kept.
-                    at = tp.offset if tp.offset >= 0 else self._committed_at_assign.get(tp.partition, max(0, low))
+                    known = self.ctx.ledger.position(tp.partition)
+                    at = tp.offset if tp.offset >= 0 else known if known is not None else max(0, low)
                     self._lag[tp.partition] = max(0, high - at)
         except KafkaException:
             return
