@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings, ensure_topic
@@ -30,7 +30,17 @@ Outcome = Literal["published", "quarantined", "refused", "withdrawn", "abandoned
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 SUFFIX = ".receipts"
 VERSION_HEADER = ("msi.receipt", b"1")
-TOPIC_CONFIG = {"cleanup.policy": "compact"}
+# One receipt per upload and group: compacted, and dropped after 30 days, by when the data
+# topic no longer holds the upload's records (Kafka keeps them 7 days by default) and no
+# replay can need it. Every member reads the whole topic when it starts.
+TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+# Receipts come one per file, a thousand a second when files are small: sent and fetched
+# one by one, their requests took the broker's and our CPU from the files themselves (1000
+# files of 1 MiB took 0.5-0.7 s longer to rebuild). Gathered for 50 ms on the way out, and
+# fetched when 64 KiB or 100 ms have gathered, they cost little. A member killed within
+# those 50 ms (and the round trip) loses receipts: the duplicate window (docs/architecture.md).
+RECEIPT_LINGER_MS = 50
+QUIET_FOLLOWING = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
 READER_GROUP = "msi-tui-receipts-reader"  # librdkafka wants one; the reader never joins or commits
 
 
@@ -86,12 +96,15 @@ class ReceiptBook:
         self.group = group
         self._seen: dict[str, Outcome] = {}
         self._lock = threading.Lock()
-        self._positions: dict[int, int] = {}
-        self._asked: list[threading.Event] = []  # syncs waiting for the follower to look up the ends
+        self._positions: dict[int, int] = {}  # partition -> next offset to read (under _read)
+        self._read = threading.Condition(self._lock)
+        self._admin: AdminClient | None = None
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
+        self._assigned: list[TopicPartition] = []
+        self._suffix = None if group is None else f"@{group}".encode()  # the keys of this group's receipts
         self.unavailable: str | None = None  # why there are no receipts, when there are none
 
     def start(self, admin: AdminClient, write: bool) -> None:
@@ -102,13 +115,16 @@ class ReceiptBook:
         except Exception as exc:  # (OperatorError: refused, with the reason)
             self.unavailable = str(exc)
             return
+        self._admin = admin
         base = {**admin_settings(self.config), "logger": KAFKA_LOG}
         self._consumer = Consumer({**base, "group.id": READER_GROUP, "enable.auto.commit": False,
-                                   "enable.partition.eof": True, "client.id": "msi-tui-receipts"})
-        self._consumer.assign([TopicPartition(self.topic, p, -2) for p in range(partitions)])  # -2: beginning
+                                   "enable.partition.eof": True, "client.id": "msi-tui-receipts",
+                                   **QUIET_FOLLOWING})
+        self._assigned = [TopicPartition(self.topic, p) for p in range(partitions)]
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         if write:
-            self._producer = Producer({**base, "client.id": "msi-tui-receipts", "acks": "all", "linger.ms": 5,
-                                       "enable.idempotence": True})
+            self._producer = Producer({**base, "client.id": "msi-tui-receipts", "acks": "all",
+                                       "linger.ms": RECEIPT_LINGER_MS, "enable.idempotence": True})
         self._thread = threading.Thread(target=self._follow, name="msi-receipts", daemon=True)
         self._thread.start()
 
@@ -141,13 +157,24 @@ class ReceiptBook:
 
     def sync(self, timeout: float) -> bool:
         """Wait until every receipt written before this call has been read; False on timeout.
-        (The follower thread asks where the topic ends: only one thread may call its consumer.)"""
-        if self._consumer is None:
+        (The ends come from the admin client: the follower's own connection may be holding a
+        fetch open for up to half a second.)"""
+        if self._consumer is None or self._admin is None:
             return False
-        asked = threading.Event()
-        with self._lock:
-            self._asked.append(asked)
-        return asked.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:  # (a topic just created may not be known to every broker yet)
+            try:
+                asked = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in self._assigned},
+                                                 request_timeout=max(0.1, deadline - time.monotonic()))
+                ends = {tp.partition: future.result().offset for tp, future in asked.items()}
+                break
+            except KafkaException:
+                if self._stop.wait(0.1) or time.monotonic() > deadline:
+                    return False
+        with self._read:
+            return self._read.wait_for(
+                lambda: all(self._positions.get(p, 0) >= end for p, end in ends.items()),
+                timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush what was written, stop following; returns receipts left unacknowledged."""
@@ -160,36 +187,30 @@ class ReceiptBook:
     def _follow(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        waiting: list[tuple[dict[int, int], list[threading.Event]]] = []  # ends to reach, and who waits
         try:
             while not self._stop.is_set():
-                with self._lock:
-                    asked, self._asked = self._asked, []
-                if asked:
-                    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=5)[1]
-                            for tp in consumer.assignment()}
-                    waiting.append((ends, asked))
-                for msg in consumer.consume(500, 0.05 if waiting else 0.2):
+                read: dict[int, int] = {}
+                for msg in consumer.consume(500, 0.2):
                     err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            self._positions[msg.partition()] = max(self._positions.get(msg.partition(), 0),
-                                                                   msg.offset())
-                        continue
-                    self._take(msg.value() or b"")
-                    self._positions[msg.partition()] = msg.offset() + 1
-                for ends, events in [w for w in waiting if self._reached(w[0])]:
-                    for event in events:
-                        event.set()
-                waiting = [w for w in waiting if not self._reached(w[0])]
+                    if err is None:
+                        key = msg.key() or b""
+                        # (not another group's, and not one this member wrote and knows)
+                        if (self._suffix is None or key.endswith(self._suffix)) and \
+                                key[:32].decode("ascii", "replace") not in self._seen:
+                            self._take(msg.value() or b"")
+                        read[msg.partition()] = msg.offset() + 1
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        read[msg.partition()] = msg.offset()
+                if read:
+                    with self._read:
+                        for p, position in read.items():
+                            self._positions[p] = max(self._positions.get(p, 0), position)
+                        self._read.notify_all()
         except Exception as exc:  # never silently: what follows has no receipts to go by
             KAFKA_LOG.error("receipts follower stopped: %s", exc)
             self.unavailable = f"receipts follower stopped: {exc}"
         finally:
             consumer.close()
-
-    def _reached(self, ends: dict[int, int]) -> bool:
-        return all(self._positions.get(p, 0) >= end for p, end in ends.items())
 
     def _take(self, value: bytes) -> None:
         receipt = Receipt.decode(value)
