@@ -12,7 +12,6 @@ that name and the new one takes the name.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import secrets
 import stat
@@ -23,6 +22,7 @@ from typing import Literal
 from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, UploadFailure, classify, describe
+from msi_tui.engine.liveness import held, hold
 from msi_tui.engine.wire import MAX_NAME_BYTES, RESERVED_PREFIX
 
 STAGING = RESERVED_PREFIX + "staging"
@@ -87,12 +87,7 @@ class OutputFolder:
         lock and remove what dead members left staged; returns what was removed."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self._hidden_dir(STAGING)
-        # Locked under a name no other member looks at, then renamed: a member cleaning up
-        # at this instant never finds our lock free.
-        taking = staging / f"{self.member}.lock-taking"
-        self._lock_fd = os.open(taking, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(taking, staging / f"{self.member}.lock")
+        self._lock_fd = hold(staging / f"{self.member}.lock")
         return self._clean_leftovers(staging)
 
     def _clean_leftovers(self, staging: Path) -> list[str]:
@@ -101,17 +96,13 @@ class OutputFolder:
             member = lock.name.removesuffix(".lock")
             if member == self.member:
                 continue
-            try:
-                fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                lock.unlink()  # dead: its files go below
-            except OSError:
-                live.add(member)  # held: a running reconstructor's
-            finally:
-                os.close(fd)
+            if held(lock):
+                live.add(member)  # a running reconstructor's
+            else:
+                lock.unlink(missing_ok=True)  # a dead one's: its files go below
+        for taking in staging.glob("*.taking"):  # (a member killed while it took its lock)
+            if not held(taking):
+                taking.unlink(missing_ok=True)
         removed = []
         for entry in staging.iterdir():
             member = entry.name.split(".", 1)[0]

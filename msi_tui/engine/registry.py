@@ -14,7 +14,6 @@ a start withdraws only uploads whose uploader is gone, never those of one still 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import sqlite3
@@ -27,6 +26,7 @@ from typing import NamedTuple
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm
 from msi_tui.engine.events import Notice, Sink
+from msi_tui.engine.liveness import held, hold
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -92,9 +92,7 @@ class Registry:
         self._owners = db_path.with_name(db_path.name + ".owners")
         self._owners.mkdir(exist_ok=True)
         self.owner = uuid.uuid4().hex
-        # Held until close (or until the process dies, when the kernel lets go of it).
-        self._owner_fd = os.open(self._owners / self.owner, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
+        self._owner_fd = hold(self._owners / self.owner)  # until close, or until the process dies
         self._sweep_owners()
         self._db = self._open(db_path, sink)
 
@@ -189,21 +187,7 @@ class Registry:
 
     def _alive(self, owner: str) -> bool:
         """Whether the registry `owner` is still open, in this process or another."""
-        if not _OWNER.fullmatch(owner):
-            return False
-        try:
-            fd = os.open(self._owners / owner, os.O_RDWR)
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True  # cannot tell (another user's?): never withdraw a live upload
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # (releases the lock taken, if it was)
-        return False
+        return bool(_OWNER.fullmatch(owner)) and held(self._owners / owner)
 
     def _sweep_owners(self) -> None:
         """Remove the lock files of uploaders killed with nothing unfinished. Only old ones:
