@@ -12,6 +12,14 @@ import pytest
 from msi_tui.broker.local import LocalBroker, free_port
 
 
+def pytest_report_header() -> str:
+    """The Java the session's broker runs on, so a CI log shows which runtime was tested."""
+    from msi_tui.broker.java import find_java
+
+    runtime = find_java()
+    return f"local Kafka broker on {runtime.describe() if runtime else 'no Java found'}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep broker data, logs and registries of the whole session in a temp dir.

@@ -57,7 +57,8 @@ def _single_action(action: str, broker: LocalBroker, out: Callable[[str], object
     if action == "start":
         bootstrap = broker.start()
         pid = broker.status().pid
-        out(f"Kafka broker running at {bootstrap} (pid {pid}), data in {broker.data_dir}")
+        java = f", {broker.java.label}" if broker.java is not None else ""
+        out(f"Kafka broker running at {bootstrap} (pid {pid}{java}), data in {broker.data_dir}")
         return 0
     if action == "stop":
         out("Kafka broker stopped" if broker.stop() else "Kafka broker not running")
@@ -79,7 +80,8 @@ def _single_action(action: str, broker: LocalBroker, out: Callable[[str], object
 def _cluster_action(action: str, cluster: LocalCluster, out: Callable[[str], object]) -> int:
     if action == "start":
         bootstrap = cluster.start()
-        out(f"Kafka cluster of {len(cluster.brokers)} brokers running: --bootstrap {bootstrap}")
+        java = next((f" on {node.java.label}" for node in cluster.nodes if node.java), "")
+        out(f"Kafka cluster of {len(cluster.brokers)} brokers running{java}: --bootstrap {bootstrap}")
         _print_nodes(cluster, out)
         return 0
     if action == "stop":

