@@ -25,7 +25,7 @@ def ensure_local_broker(config: ClusterConfig, say=print) -> None:  # noqa: ANN0
 
     broker = LocalBroker(port=9092)
     if not broker.status().answering:
-        say("starting the local Kafka broker (the first start fetches its jars, about a minute)...")
+        say("starting the local Kafka broker (the first start downloads its jars, about 45 MB)...")
         broker.start()
 
 
