@@ -12,6 +12,7 @@ import gc
 import logging
 import math
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -22,9 +23,10 @@ from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig, load_config
 from msi_tui.engine.kafka_clients import RECORD_ALLOWANCE, chunk_size_limit
 from msi_tui.engine.output import CONFLICT_POLICIES
 from msi_tui.engine.reconstruct import DEFAULT_ABANDON_AFTER_S, DEFAULT_GROUP_ID, ReconstructSettings, Reconstructor
+from msi_tui.engine.followup import DEFAULT_RECEIPT_TIMEOUT_S, Cleanup
 from msi_tui.engine.upload import UploadSettings, Uploader
-from msi_tui.engine.watch import FileFilter
-from msi_tui.engine.wire import is_power_of_two
+from msi_tui.engine.watch import DEFAULT_SETTLE_S, FileFilter
+from msi_tui.engine.wire import WireError, check_source, is_power_of_two
 from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
 
@@ -92,6 +94,13 @@ def _group_id(text: str) -> str:
     return text
 
 
+def _source(text: str) -> str:
+    try:
+        return check_source(text)
+    except WireError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+
+
 def _largest_chunk(config: ClusterConfig) -> int:
     """The largest power of two one record carries with these settings (0: none does)."""
     limit = chunk_size_limit(config)[0]
@@ -137,10 +146,12 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
               f"cluster config lowers message.max.bytes (default: %(default)s)")
     _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
          help="chunks allowed to wait for delivery at once, at least 1; backpressure beyond (default: %(default)s)")
+    _opt(parser, "source", type=_source, default=socket.gethostname(), metavar="NAME",
+         help="the name this uploader's files carry, shown at the destination and used by reconstruct "
+              "--by-source (default: this host's name, %(default)s)")
     parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
-                        help="whole-file digest the reconstructor verifies: xxh128 (XXH3-128, record format 4, "
-                             "the fastest), blake3 (format 3, to check files with b3sum) or sha256 (format 1, "
-                             "which reconstructors of every release read) (default: %(default)s)")
+                        help="whole-file digest the reconstructor verifies: xxh128 (XXH3-128, the fastest; check a "
+                             "file by hand with xxhsum -H2) or sha256 (sha256sum) (default: %(default)s)")
 
 
 def _update_seconds(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +169,16 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
          help="judge files complete by a quiet period instead of close events (network shares)")
     _opt(parser, "quiet-seconds", type=_quiet_seconds, default=3.0, metavar="S",
          help="with polling, how long size and mtime must stay unchanged, 0 or more (default: %(default)g)")
+    _opt(parser, "settle-seconds", type=_quiet_seconds, default=DEFAULT_SETTLE_S, metavar="S",
+         help="a file is sent once its writer closed it and left it alone this long, 0 or more; a writer that "
+              "opens it again sooner (another pass) is waited for (default: %(default)g)")
+    _opt(parser, "after-verified", nargs="+", default=["keep"], metavar="ACTION",
+         help="keep | move DIR | delete: once a reconstructor's receipt says a file was published and verified, "
+              "keep it here, move it under DIR, or delete it; only that very version, once unchanged for a "
+              "minute (default: keep)")
+    _opt(parser, "receipt-timeout", type=_positive_seconds, default=DEFAULT_RECEIPT_TIMEOUT_S, metavar="S",
+         help="warn when files delivered over S seconds ago have no receipt from a reconstructor "
+              "(default: %(default)g)")
     _opt(parser, "include", action="append", default=[], metavar="GLOB",
          help="upload only files matching GLOB (repeatable; default: every file)")
     _opt(parser, "exclude", action="append", default=[], metavar="GLOB",
@@ -205,12 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(p, "abandon-after", type=_positive_seconds, default=DEFAULT_ABANDON_AFTER_S, metavar="S",
          help="end an upload whose records stopped while its partition moved on for S seconds of record "
               "time (its uploader is gone); its staged file goes and its offset is released (default: %(default)g)")
+    _opt(p, "by-source", action="store_true",
+         help="lay files out per source, as FOLDER/<source>/<path> (see upload --source)")
     _headless(p)
 
     p = commands.add_parser("demo", allow_abbrev=False, help="start the local broker and open the app on demo folders")
     p.add_argument("folder", type=Path, nargs="?", default=Path("msi-tui-demo"),
                    help="demo folder: files dropped in FOLDER/outbox arrive in FOLDER/inbox (default: %(default)s)")
     _common(p)
+    _opt(p, "source", type=_source, default=socket.gethostname(), metavar="NAME",
+         help="the name the demo's files carry (default: this host's name, %(default)s)")
+    _watch_options(p)
 
     p = commands.add_parser("broker", allow_abbrev=False,
                             help="run the local Apache Kafka broker (or a local cluster with --nodes 3)")
@@ -247,7 +273,23 @@ def upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSett
         file_filter=FileFilter(tuple(getattr(args, "include", ())), tuple(getattr(args, "exclude", ()))),
         use_polling=getattr(args, "use_polling", False), quiet_seconds=getattr(args, "quiet_seconds", 3.0),
         use_registry=not getattr(args, "resend", False), digest=getattr(args, "digest", digest.DEFAULT),
+        source=getattr(args, "source", None) or socket.gethostname(),
+        settle_seconds=getattr(args, "settle_seconds", DEFAULT_SETTLE_S),
+        cleanup=_cleanup(getattr(args, "after_verified", ["keep"])),
+        receipt_timeout_s=getattr(args, "receipt_timeout", DEFAULT_RECEIPT_TIMEOUT_S),
     )
+
+
+def _cleanup(words: list[str]) -> Cleanup:
+    """--after-verified keep | move DIR | delete."""
+    match words:
+        case ["keep"]:
+            return Cleanup()
+        case ["delete"]:
+            return Cleanup("delete")
+        case ["move", folder]:
+            return Cleanup("move", Path(folder))
+    raise OperatorError(f"--after-verified takes keep, move DIR or delete (got {' '.join(words)!r})")
 
 
 def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: str | None = None) -> ReconstructSettings:
@@ -258,6 +300,7 @@ def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: s
         on_conflict=getattr(args, "on_conflict", "keep-both"),
         direct_writes=not getattr(args, "buffered_writes", False),
         abandon_after_s=getattr(args, "abandon_after", DEFAULT_ABANDON_AFTER_S),
+        by_source=getattr(args, "by_source", False),
     )
 
 

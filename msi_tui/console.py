@@ -33,7 +33,9 @@ def upload_counts(uploader: Uploader) -> str:
     s = uploader.snapshot()
     return (
         f"files enqueued {s.files_queued}, in progress {s.files_in_progress}, done {s.files_done}, "
-        f"failed {s.files_failed}; chunks waiting for delivery {s.pending_deliveries}; Kafka {s.connection}"
+        f"failed {s.files_failed}; chunks waiting for delivery {s.pending_deliveries}; Kafka {s.connection}; "
+        + (f"verified at destination {s.files_verified}, awaiting receipt {s.awaiting_receipt}, "
+           f"failed there {s.files_failed_there}" if s.receipts == "following" else f"receipts: {s.receipts}")
     )
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from msi_tui.engine.events import (
     Event,
     FileChangedDuringUpload,
+    FileFailedThere,
     FileKeptBoth,
     FileQuarantined,
     FileQueued,
@@ -14,6 +15,7 @@ from msi_tui.engine.events import (
     FileUploaded,
     FileUploadFailed,
     FileUploadStarted,
+    FileVerified,
     Notice,
     RecordRejected,
     UploadNotRebuilt,
@@ -74,10 +76,20 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
             return "error", f"{outcome} {path}: {reason}"
         case RecordRejected(partition=partition, offset=offset, reason=reason):
             return "warning", f"rejected record p{partition}@{offset}: {reason}"
-        case FileKeptBoth(path=path, saved_as=saved_as, older_moved=True):
-            return "warning", f"{path} had other content: the older file is kept as {saved_as}"
-        case FileKeptBoth(path=path, saved_as=saved_as):
-            return "warning", f"{path} already exists with other content; saved as {saved_as}"
+        case FileVerified(path=path, host=host, output=output, saved_as=saved_as, cleanup=cleanup):
+            where = f"{host}:{output}/{saved_as}" if output else f"{host}:{saved_as}"
+            return "success", f"verified {path} at {where}" + (f"; {cleanup}" if cleanup else "")
+        case FileFailedThere(path=path, host=host, outcome=outcome, reason=reason):
+            return "error", f"{path} was {outcome} at {host or 'the destination'}: {reason}"
+        case FileKeptBoth(path=path, saved_as=saved_as, older_moved=older_moved, source=source, rewrite=True):
+            if older_moved:
+                return "info", f"{path}: newer version from {source}; the previous one is kept as {saved_as}"
+            return "info", f"{path}: an older version from {source} came late; kept as {saved_as}"
+        case FileKeptBoth(path=path, saved_as=saved_as, older_moved=older_moved, source=source, other_source=other):
+            clash = f" from {source or 'an unnamed source'} clashes with the file from {other or 'an unknown source'}"
+            if older_moved:
+                return "warning", f"{path}{clash}: both kept, the older as {saved_as}"
+            return "warning", f"{path}{clash}: both kept, the new one as {saved_as}"
         case Notice(level=level, message=message):
             return level, message
     return "info", repr(event)

@@ -221,7 +221,7 @@ def prepared_reconstructor(out: Path, **settings: object):  # noqa: ANN201
 
 
 @contextmanager
-def reconstructing(bootstrap: str, topic: str, out: Path) -> Iterator[Recorder]:
+def reconstructing(bootstrap: str, topic: str, out: Path, **settings: object) -> Iterator[Recorder]:
     """An in-process reconstructor (one thread, group g-TOPIC) running while the block runs;
     yields the recorder of its events."""
     from msi_tui.engine.config import load_config
@@ -230,7 +230,7 @@ def reconstructing(bootstrap: str, topic: str, out: Path) -> Iterator[Recorder]:
     events = Recorder()
     service = Reconstructor(load_config(bootstrap=bootstrap),
                             ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
-                                                partitions=1), events)
+                                                partitions=1, **settings), events)  # type: ignore[arg-type]
     service.start()
     try:
         yield events
@@ -244,7 +244,7 @@ def new_rebuilder(service):  # noqa: ANN001, ANN201
     from msi_tui.engine.assembly import DiskWriter
     from msi_tui.engine.rebuild import Rebuilder
 
-    return Rebuilder(service.ctx, wire.Decoder(service.settings.max_file_size), DiskWriter("test-write"))
+    return Rebuilder(service.ctx, wire.decoder(service.settings.max_file_size), DiskWriter("test-write"))
 
 
 class FakeMessage:

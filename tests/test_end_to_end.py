@@ -62,10 +62,9 @@ def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str,
 
 
 def test_every_digest_arrives_through_the_cli(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
-    """XXH3-128 (format 4, the default), --digest blake3 (format 3) and --digest sha256
-    (format 1) uploads on one topic."""
+    """XXH3-128 (the default) and --digest sha256 uploads on one topic."""
     src, out = tmp_path / "src", tmp_path / "out"
-    for name, extra in (("xxh.bin", []), ("b3.bin", ["--digest", "blake3"]), ("sha.bin", ["--digest", "sha256"])):
+    for name, extra in (("xxh.bin", []), ("sha.bin", ["--digest", "sha256"])):
         write_random(src / name, 300_000 + 17, seed=len(name))
         sent = cli("upload-file", str(src / name), "--bootstrap", kafka_bootstrap, "--topic", topic,
                    "--partitions", "4", *extra)

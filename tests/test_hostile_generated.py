@@ -29,21 +29,23 @@ paths = st.one_of(
 numbers = st.one_of(st.integers(min_value=0, max_value=70_000), st.sampled_from([2**40, 2**63, 10**30]))
 header_values = {
     "msi": st.sampled_from([b"msi-tui", b"msi-tui", b"other"]),
-    "msi.v": st.sampled_from([b"1", b"1", b"1", b"2", b"3", b"3", b"4", b"4", b"", b"01"]),
-    "msi.kind": st.sampled_from([b"chunk", b"chunk", b"end", b"abort", b"zzz"]),
+    "msi.v": st.sampled_from([b"5", b"5", b"5", b"5", b"4", b"", b"05"]),
+    "msi.kind": st.sampled_from([b"chunk", b"chunk", b"end", b"abort", b"dir", b"zzz"]),
     "msi.id": st.sampled_from([i.encode() for i in IDS] + [b"../../etc", b""]),
     "msi.path": paths.map(lambda p: p.encode("utf-8", "surrogatepass")),
     "msi.size": numbers.map(lambda n: str(n).encode()),
     "msi.csize": st.sampled_from([b"1024", b"1024", b"1000", b"0", b"-4", b"16384"]),
     "msi.count": numbers.map(lambda n: str(n).encode()),
     "msi.index": st.one_of(numbers.map(lambda n: str(n).encode()), st.just(b"x")),
-    "msi.sha256": st.sampled_from([b"0" * 64, hashlib.sha256(b"").hexdigest().encode(), b"nothex"]),
-    "msi.blake3": st.sampled_from([b"0" * 64, digest_of(b"", "blake3").encode(), b"nothex"]),
-    "msi.xxh128": st.sampled_from([b"0" * 32, digest_of(b"", "xxh128").encode(), b"0" * 64, b"nothex"]),
+    "msi.algo": st.sampled_from([b"xxh128", b"xxh128", b"sha256", b"blake3", b""]),
+    "msi.digest": st.sampled_from([b"0" * 32, digest_of(b"", "xxh128").encode(), b"0" * 64,
+                                   hashlib.sha256(b"").hexdigest().encode(), b"nothex"]),
+    "msi.source": st.sampled_from([b"scope-1", b"", b"a/b", b"..", b"\xff", b"x" * 100, b"tab\t"]),
+    "msi.mtime": st.sampled_from([b"0", b"1700000000000000000", b"-1", b"x"]),
 }
 keys = st.sampled_from([i.encode() for i in IDS] + [b"../../etc", b"", None])
-# A version-3 or -4 chunk after an upload's first: three headers, the upload named by the key.
-next_chunk_headers = st.tuples(st.sampled_from([b"msi-tui", b"other"]), st.sampled_from([b"4", b"3", b"2"]),
+# A chunk after an upload's first: three headers, the upload named by the key.
+next_chunk_headers = st.tuples(st.sampled_from([b"msi-tui", b"other"]), st.sampled_from([b"5", b"5", b"4"]),
                                header_values["msi.index"]).map(
     lambda t: [("msi", t[0]), ("msi.v", t[1]), ("msi.index", t[2])])
 records = st.lists(
@@ -109,11 +111,9 @@ def test_crafted_valid_file_is_published_by_the_same_path(tmp_path: Path) -> Non
     worker = new_rebuilder(service)
     data = os.urandom(5000)
     worker.apply(0, 1, upload_records(data, "d/ok.bin", 1024))
-    # Format 1 names the upload in every chunk: out of order, hashing catches up from disk.
-    msgs = upload_records(data, "d/ok-v1.bin", 1024, "sha256", first_offset=100)
-    worker.apply(0, 1, [*reversed(msgs[:-1]), msgs[-1]])
+    worker.apply(0, 1, upload_records(data, "d/ok-sha.bin", 1024, "sha256", first_offset=100))
     assert (out / "d" / "ok.bin").read_bytes() == data
-    assert (out / "d" / "ok-v1.bin").read_bytes() == data
+    assert (out / "d" / "ok-sha.bin").read_bytes() == data
     assert visible(out) == ["d"]
 
 
@@ -121,7 +121,7 @@ SIZE, CHUNK = 5000, 1024  # five chunks, the last one 904 bytes
 hostile_chunks = st.lists(
     st.tuples(
         st.one_of(st.integers(min_value=0, max_value=12).map(
-            lambda i: [("msi", b"msi-tui"), ("msi.v", b"4"), ("msi.index", str(i).encode())]), next_chunk_headers),
+            lambda i: [("msi", b"msi-tui"), ("msi.v", b"5"), ("msi.index", str(i).encode())]), next_chunk_headers),
         st.sampled_from([0, SIZE - 4 * CHUNK, CHUNK, 3000]).map(lambda n: os.urandom(n)),
         st.integers(min_value=1, max_value=6),  # where in the upload it arrives (after chunk 0)
     ),

@@ -298,7 +298,7 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
 
 
 @pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (hash_chunks)
-@pytest.mark.parametrize(("algorithm", "name"), [("xxh128", "XXH3-128"), ("blake3", "BLAKE3"), ("sha256", "SHA-256")])
+@pytest.mark.parametrize(("algorithm", "name"), [("xxh128", "XXH3-128"), ("sha256", "SHA-256")])
 def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str,
                                                      chunk: int) -> None:
     data = os.urandom(3 * chunk + 5)
@@ -330,30 +330,17 @@ def test_a_record_naming_an_upload_of_another_partition_is_refused(service: Reco
     new_rebuilder(service).apply(0, 1, msgs[:2])
     own(service, 1, 2)
     stray = FakeMessage(bytes(CHUNK), msgs[2].headers(), 7, msgs[2].key(), partition=1)
-    stray_full = FakeMessage(bytes(CHUNK), wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "p0.bin", len(data),
-                                                                                CHUNK, "sha256"), 2), 8, partition=1)
+    every_header = wire.file_headers(msgs[0].key().decode(), "p0.bin", len(data), CHUNK) + [
+        ("msi.kind", b"chunk"), ("msi.index", b"2")]
+    stray_full = FakeMessage(bytes(CHUNK), every_header, 8, partition=1)
     new_rebuilder(service).apply(1, 2, [stray, stray_full])
     assert [e.offset for e in service.recorder.of(RecordRejected)] == [7, 8]
     new_rebuilder(service).apply(0, 1, msgs[2:])
     assert (service.output_dir / "p0.bin").read_bytes() == data
 
 
-def test_format_2_uploads_still_rebuild(service: Reconstructor) -> None:
-    """Uploaders of the previous release send format 2: every record with every header."""
-    data = os.urandom(3 * CHUNK + 7)
-    msgs = upload_records(data, "v2.bin", CHUNK)
-    uid = msgs[0].key().decode()
-    common = [(n, b"2" if n == "msi.v" else v) for n, v in wire.file_headers(uid, "v2.bin", len(data), CHUNK, "blake3")]
-    v2 = [FakeMessage(m.value(), wire.chunk_headers(common, i), i, uid) for i, m in enumerate(msgs[:-1])]
-    assert all(len(m.headers()) == 9 for m in v2)
-    v2.append(FakeMessage(b"", wire.end_headers(common, digest_of(data, "blake3")), 4, uid))
-    new_rebuilder(service).apply(0, 1, v2)
-    assert (service.output_dir / "v2.bin").read_bytes() == data
-    assert not service.recorder.of(RecordRejected)
-
-
 def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> None:
-    """A format-3 chunk names only its index: one past the last chunk, with the last chunk's
+    """A chunk after the first names only its index: one past the last chunk, with the last chunk's
     length, was once written beyond the file, which was then published longer than sent."""
     data = os.urandom(3 * CHUNK + 5)
     msgs = upload_records(data, "end.bin", CHUNK)

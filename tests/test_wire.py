@@ -25,23 +25,23 @@ def test_a_chunk_record_decodes() -> None:
     assert [meta.chunk_length(i) for i in range(3)] == [16384, 16384, 40000 - 2 * 16384]
 
 
-@pytest.mark.parametrize(("algorithm", "version", "digits"), [("xxh128", b"4", 32), ("blake3", b"3", 64)])
-def test_format_3_and_4_chunks_after_the_first_carry_only_their_index(algorithm: str, version: bytes, digits: int) -> None:
+@pytest.mark.parametrize(("algorithm", "digits"), [("xxh128", 32), ("sha256", 64)])
+def test_chunks_after_the_first_carry_only_their_index(algorithm: str, digits: int) -> None:
     common = wire.file_headers(UID, "a/b.trc", 40000, 16384, algorithm)  # type: ignore[arg-type]
     first, second = wire.chunk_headers(common, 0), wire.chunk_headers(common, 2)
     end = wire.end_headers(common, "a" * digits)
-    assert second == [("msi", b"msi-tui"), ("msi.v", version), ("msi.index", b"2")]
+    assert second == [("msi", b"msi-tui"), ("msi.v", b"5"), ("msi.index", b"2")]
     assert wire.next_chunk_index(second) == 2
     # The first chunk and the closing record say everything, and are no "next chunk".
     assert wire.decode(first, LIMIT)[:6] == ("chunk", UID, "a/b.trc", 40000, 16384, 3)
     assert wire.decode(end, LIMIT).digest == "a" * digits
     assert [wire.next_chunk_index(h) for h in (first, end, None, [])] == [None] * 4
     # Nor is a record of another version shaped the same.
-    assert wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"2"), ("msi.index", b"2")]) is None
-    assert wire.next_chunk_index([("msi", b"other"), ("msi.v", b"3"), ("msi.index", b"2")]) is None
+    assert wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"4"), ("msi.index", b"2")]) is None
+    assert wire.next_chunk_index([("msi", b"other"), ("msi.v", b"5"), ("msi.index", b"2")]) is None
     for raw in (b"-1", b"x", b"", None, b"1" * 21):
         with pytest.raises(wire.WireError, match="msi.index is not a non-negative integer"):
-            wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"3"), ("msi.index", raw)])
+            wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"5"), ("msi.index", raw)])
 
 
 def test_an_empty_file_has_one_empty_chunk() -> None:
@@ -50,25 +50,33 @@ def test_an_empty_file_has_one_empty_chunk() -> None:
     assert meta.chunk_length(0) == 0
 
 
-@pytest.mark.parametrize(("algorithm", "version", "header", "digits"), [
-    ("xxh128", b"4", "msi.xxh128", 32), ("blake3", b"3", "msi.blake3", 64), ("sha256", b"1", "msi.sha256", 64)])
-def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: str, version: bytes, header: str,
-                                                                    digits: int) -> None:
+@pytest.mark.parametrize(("algorithm", "digits"), [("xxh128", 32), ("sha256", 64)])
+def test_the_first_chunk_names_the_digest_the_end_record_carries(algorithm: str, digits: int) -> None:
     common = wire.file_headers(UID, "x", 5, 16384, algorithm)  # type: ignore[arg-type]
-    assert dict(common)["msi.v"] == version
+    assert dict(common)["msi.algo"] == algorithm.encode()
     end = wire.end_headers(common, "ab" * (digits // 2))
-    assert dict(end)[header] == b"ab" * (digits // 2)
+    assert dict(end)["msi.digest"] == b"ab" * (digits // 2)
     meta = wire.decode(end, LIMIT)
     assert (meta.digest, meta.algorithm) == ("ab" * (digits // 2), algorithm)
     assert wire.decode(wire.chunk_headers(common, 0), LIMIT).algorithm == algorithm  # known from the first chunk
-    other = "msi.sha256" if header != "msi.sha256" else "msi.blake3"
-    swapped = [(other if name == header else name, value) for name, value in end]
-    with pytest.raises(wire.WireError, match=f"bad or missing {header}"):
-        wire.decode(swapped, LIMIT)
-    # A digest of another algorithm's length is refused too.
-    wrong_length = [(name, value + b"ab" if name == header else value) for name, value in end]
-    with pytest.raises(wire.WireError, match=f"bad or missing {header}"):
+    # A digest of another algorithm's length is refused, and so is an algorithm not known.
+    wrong_length = [(name, value + b"ab" if name == "msi.digest" else value) for name, value in end]
+    with pytest.raises(wire.WireError, match="bad or missing msi.digest"):
         wire.decode(wrong_length, LIMIT)
+    unknown = [(name, b"md5" if name == "msi.algo" else value) for name, value in end]
+    with pytest.raises(wire.WireError, match="msi.algo names no digest"):
+        wire.decode(unknown, LIMIT)
+
+
+def test_the_source_and_modification_time_travel_with_the_first_chunk() -> None:
+    common = wire.file_headers(UID, "run/a.trc", 5, 16384, "xxh128", "scope-2", 1_700_000_000_123_456_789)
+    meta = wire.decode(wire.chunk_headers(common, 0), LIMIT)
+    assert (meta.source, meta.mtime_ns) == ("scope-2", 1_700_000_000_123_456_789)
+    folder = wire.decode(wire.dir_headers(UID, "run/empty", "scope-2", 5), LIMIT)
+    assert (folder.kind, folder.path, folder.source, folder.mtime_ns) == ("dir", "run/empty", "scope-2", 5)
+    for bad in ("a/b", "..", "", "x" * 65, "tab\there"):
+        with pytest.raises(wire.WireError):
+            wire.check_source(bad)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +84,9 @@ def test_the_format_version_names_the_digest_the_end_record_carries(algorithm: s
     [
         (None, "no headers"),
         ([("foo", b"bar")], "not an msi-tui record"),
-        (headers(**{"msi.v": b"5"}), "version '5' is not known to this reader .knows 1, 2, 3, 4."),
+        (headers(**{"msi.v": b"4"}), "version '4' is not known to this reader .knows 5."),
+        (headers(**{"msi.mtime": b"x"}), "msi.mtime is not a non-negative integer"),
+        (headers(**{"msi.source": b"\xff"}), "msi.source is not UTF-8"),
         (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
         (headers(**{"msi.id": b"../../x"}), "bad upload id"),
         (headers(**{"msi.index": b"3"}), "out of range"),
@@ -108,24 +118,7 @@ def test_ordinary_paths_pass(path: str) -> None:
     assert wire.check_relative_path(path.encode()) == path
 
 
-def test_non_utf8_path_is_refused() -> None:
-    with pytest.raises(wire.WireError, match="UTF-8"):
-        wire.check_relative_path(b"\xff\xfe")
-
-
-def test_the_decoder_shortcut_agrees_with_a_full_decode() -> None:
-    decoder = wire.Decoder(LIMIT)
-    common = wire.file_headers(UID, "dir/a.bin", 40000, 16384, "sha256")  # (format 1: every chunk says it all)
-    for index in (0, 1, 2, 1):
-        hdrs = wire.chunk_headers(common, index)
-        assert decoder(hdrs) == wire.decode(hdrs, LIMIT)
-    # The shortcut still refuses what a full decode refuses.
-    with pytest.raises(wire.WireError, match="out of range"):
-        decoder(wire.chunk_headers(common, 3))
-    bad_index = wire.chunk_headers(common, 0)[:8] + [("msi.index", b"-1")]
-    with pytest.raises(wire.WireError, match="not a non-negative integer"):
-        decoder(bad_index)
-    # A record of the same upload whose other headers differ takes the full path.
-    other = wire.chunk_headers(wire.file_headers(UID, "dir/b.bin", 40000, 16384, "sha256"), 1)
-    assert decoder(other).path == "dir/b.bin"
-    assert decoder(wire.end_headers(common, "ab" * 32)).kind == "end"
+def test_a_path_that_is_not_utf8_keeps_its_bytes() -> None:
+    path = wire.check_relative_path(b"caf\xe9/\xff.trc")
+    assert wire.path_bytes(path) == b"caf\xe9/\xff.trc"
+    assert wire.shown_name(path) == "caf\\xe9/\\xff.trc"

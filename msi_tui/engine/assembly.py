@@ -327,8 +327,8 @@ class Assembly:
     def matches(self, meta: RecordMeta) -> bool:
         """A later record must describe the same file as the first one did."""
         m = self.meta
-        return (m.path, m.size, m.chunk_size, m.count, m.algorithm) == (
-            meta.path, meta.size, meta.chunk_size, meta.count, meta.algorithm)
+        return (m.path, m.size, m.chunk_size, m.count, m.algorithm, m.source, m.mtime_ns) == (
+            meta.path, meta.size, meta.chunk_size, meta.count, meta.algorithm, meta.source, meta.mtime_ns)
 
     @property
     def received(self) -> int:
@@ -346,7 +346,7 @@ class Assembly:
         before relying on the bytes being in the staged file. A chunk ahead of the others
         is written at once, and hashed once the chunks before it are in.
         """
-        # Checked here, not only in decode: a format-3 chunk after the first names nothing but
+        # Checked here, not only in decode: a chunk after the first names nothing but
         # its index, and one past the end would be written beyond the file (or at an offset
         # the filesystem refuses, which would read as a full disk and be retried for ever).
         check_index(index, self.meta.count)

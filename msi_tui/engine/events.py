@@ -69,6 +69,30 @@ class FileChangedDuringUpload(Event):
     path: str
 
 
+@dataclass(frozen=True)
+class FileVerified(Event):
+    """A reconstructor's receipt says the upload was published and verified at `host`, in
+    `output`, as `saved_as`; `cleanup` says what --after-verified then did at the source."""
+
+    path: str
+    upload_id: str
+    host: str
+    output: str
+    saved_as: str
+    cleanup: str = ""
+
+
+@dataclass(frozen=True)
+class FileFailedThere(Event):
+    """A reconstructor's receipt says the upload was not published (`outcome`, `reason`)."""
+
+    path: str
+    upload_id: str
+    host: str
+    outcome: str
+    reason: str
+
+
 # --- reconstruct side ------------------------------------------------------------------
 
 
@@ -81,6 +105,7 @@ class FileReconstructed(Event):
     upload_id: str
     seconds: float
     duplicate: bool = False
+    source: str = ""  # the uploader's source name ("" from uploaders that sent none)
 
 
 @dataclass(frozen=True)
@@ -115,11 +140,16 @@ class RecordRejected(Event):
 @dataclass(frozen=True)
 class FileKeptBoth(Event):
     """Another file already had the name, with other content. Both are kept: the new one
-    was saved as `saved_as`, or, with `older_moved`, the older one moved to `saved_as`."""
+    was saved as `saved_as`, or, with `older_moved`, the older one moved to `saved_as`.
+    `rewrite`: both are versions of one file of `source` (the newer keeps the name);
+    otherwise `other_source` sent the file that was there ("" when unknown)."""
 
     path: str
     saved_as: str
     older_moved: bool = False
+    source: str = ""
+    other_source: str = ""
+    rewrite: bool = False
 
 
 # --- both ------------------------------------------------------------------------------

@@ -4,9 +4,12 @@ Nothing is ever written outside the output folder: every directory on the way to
 opened relative to its parent with O_NOFOLLOW, so a symlink planted anywhere in the tree is
 refused rather than followed. A file appears under its final name only complete and
 verified (hard link of the fsynced staged file, which also never replaces an existing
-file). An existing file with other content is always kept: by default the new file is
-saved beside it as `name (2).ext`; with the `rename-old` policy the older one moves to
-that name and the new one takes the name.
+file). An existing file with other content is always kept. When both are versions of one
+file of the same source (it was rewritten), the one modified last holds the name and the
+other is kept beside it as `name (2).ext` (the source is kept in the extended attribute
+`user.msi-tui.source`, the modification time is the source's). Otherwise, by default the
+new file is saved beside it as `name (2).ext`; with the `rename-old` policy the older one
+moves to that name and the new one takes the name.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import errno
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -23,7 +27,7 @@ from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, UploadFailure, classify, describe
 from msi_tui.engine.liveness import held, hold
-from msi_tui.engine.wire import MAX_NAME_BYTES, RESERVED_PREFIX
+from msi_tui.engine.wire import MAX_NAME_BYTES, RESERVED_PREFIX, path_bytes
 
 STAGING = RESERVED_PREFIX + "staging"
 QUARANTINE = RESERVED_PREFIX + "quarantine"
@@ -31,6 +35,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _STAGED_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
+SOURCE_XATTR = "user.msi-tui.source"
 MAX_VERSIONS = 10_000
 ConflictPolicy = Literal["keep-both", "rename-old"]
 CONFLICT_POLICIES: tuple[str, ...] = ("keep-both", "rename-old")
@@ -42,7 +47,9 @@ class Published:
 
     path: str  # relative path it now has
     duplicate: bool = False  # an identical file was already there: nothing changed
-    older_kept_as: str | None = None  # rename-old: where the different older file went
+    older_kept_as: str | None = None  # where the different file that had the name went
+    rewrite: bool = False  # that file and this one are versions of one file of one source
+    other_source: str = ""  # otherwise: the source of the file that had the name ("" unknown)
 
 
 @dataclass
@@ -56,6 +63,8 @@ class Staged:
     digest: str
     algorithm: str
     size: int  # the declared size: the staged file is cut to it before it is synced
+    source: str = ""  # the uploader's source name
+    mtime_ns: int = 0  # the file's modification time at the source (0: unknown)
     synced: bool = False  # its bytes are on disk
     published: Published | None = None  # where it went
     quarantined: Path | None = None  # or where it was put aside instead, and why:
@@ -191,6 +200,13 @@ class OutputFolder:
     @staticmethod
     def _sync(f: Staged) -> None:
         os.ftruncate(f.fd, f.size)  # exactly the bytes verified, whatever else was ever written there
+        if f.mtime_ns:
+            os.utime(f.fd, ns=(time.time_ns(), f.mtime_ns))
+        if f.source:
+            try:
+                os.setxattr(f.fd, SOURCE_XATTR, f.source.encode())
+            except OSError:
+                pass  # a file system without user attributes: versions are then kept side by side
         os.fsync(f.fd)
         release_cache(f.fd)  # on disk since the fsync: its pages go back to the system
         f.synced = True
@@ -222,12 +238,14 @@ class OutputFolder:
 
     def _link(self, f: Staged) -> Published:
         """Link the staged file under its name, or under a numbered one beside a different
-        file (rename-old: move that one to a numbered name); an identical file already
-        there makes it a duplicate. Raises UnsafePath when a symlink or a file blocks the way."""
+        file (see the module's docstring for which of the two keeps the name); an identical
+        file already there makes it a duplicate. Raises UnsafePath when a symlink or a file
+        blocks the way."""
         parts = PurePosixPath(f.relpath).parts
         folder, name = parts[:-1], parts[-1]
         dir_fd = self._open_dirs(folder)
         try:
+            rewrite, other_source, newer = False, "", self.on_conflict == "rename-old"
             for attempt in range(1, MAX_VERSIONS):
                 candidate = name if attempt == 1 else _numbered(name, attempt)
                 try:
@@ -235,15 +253,25 @@ class OutputFolder:
                 except FileExistsError:
                     if _same_content(dir_fd, candidate, f.digest, f.algorithm):
                         return Published(_join(folder, candidate), duplicate=True)
-                    if attempt == 1 and self.on_conflict == "rename-old" and _is_file(dir_fd, name):
-                        kept = self._displace(dir_fd, name)
-                        os.rename(f.path, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
-                        return Published(_join(folder, name), older_kept_as=_join(folder, kept))
+                    if attempt == 1 and _is_file(dir_fd, name):
+                        other_source, their_mtime = _origin(dir_fd, name)
+                        rewrite = bool(f.source) and other_source == f.source
+                        if rewrite:
+                            newer = f.mtime_ns >= their_mtime
+                        if newer:
+                            kept = self._displace(dir_fd, name)
+                            os.rename(f.path, name, dst_dir_fd=dir_fd)  # atomic: name is never missing
+                            return Published(_join(folder, name), older_kept_as=_join(folder, kept),
+                                             rewrite=rewrite, other_source=other_source)
                     continue
-                return Published(_join(folder, candidate))
+                return Published(_join(folder, candidate), rewrite=rewrite, other_source=other_source)
             raise UnsafePath(f"too many files named like {f.relpath}")
         finally:
             os.close(dir_fd)
+
+    def make_folder(self, relpath: str) -> None:
+        """Create the folder `relpath` (and those on the way) if missing."""
+        os.close(self._open_dirs(PurePosixPath(relpath).parts))
 
     @staticmethod
     def _displace(dir_fd: int, name: str) -> str:
@@ -289,15 +317,17 @@ class OutputFolder:
 
 
 def _fit(name: str, limit: int) -> str:
-    """`name` cut (at a character boundary) to at most `limit` UTF-8 bytes."""
-    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+    """`name` cut (at a character boundary) to at most `limit` bytes on disk."""
+    while len(path_bytes(name)) > limit:
+        name = name[:-1]
+    return name
 
 
 def _numbered(name: str, n: int) -> str:
     """`name (n).ext`, its stem shortened where the whole would be over a name's limit."""
     stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
     suffix = f" ({n}){dot}{ext}"
-    return _fit(stem, MAX_NAME_BYTES - len(suffix.encode("utf-8"))) + suffix
+    return _fit(stem, MAX_NAME_BYTES - len(path_bytes(suffix))) + suffix
 
 
 def _is_file(dir_fd: int, name: str) -> bool:
@@ -305,6 +335,23 @@ def _is_file(dir_fd: int, name: str) -> bool:
         return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
+
+
+def _origin(dir_fd: int, name: str) -> tuple[str, int]:
+    """The source that sent file `name` ("" when unknown) and its modification time."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return "", 0
+    try:
+        mtime_ns = os.fstat(fd).st_mtime_ns
+        try:
+            source = os.getxattr(fd, SOURCE_XATTR).decode("utf-8", "replace")
+        except OSError:
+            source = ""
+        return source, mtime_ns
+    finally:
+        os.close(fd)
 
 
 def _join(dirs: tuple[str, ...], name: str) -> str:

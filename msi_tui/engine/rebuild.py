@@ -36,6 +36,7 @@ REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood can
 RETRY_AFTER_S = 2.0
 ORPHANS_REMEMBERED = 1024  # per thread: uploads already reported as missing their first chunk
 _DISAGREES = "record disagrees with earlier records of the same upload"
+UNNAMED_SOURCE = "unnamed-source"  # --by-source: the folder of uploads that name no source
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RebuildContext:
     sink: Sink
     stop: threading.Event
     paused: threading.Event
+    by_source: bool = False  # files go to OUT/<source>/<path>
     lock: threading.Lock = field(default_factory=threading.Lock)
     assemblies: dict[str, Assembly] = field(default_factory=dict)  # uploads being rebuilt, by id
     owned: dict[int, int] = field(default_factory=dict)  # partition -> generation (a revoke ends one)
@@ -69,6 +71,10 @@ class RebuildContext:
         with self.stats.lock:
             self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
 
+    def destination(self, meta: wire.RecordMeta) -> str:
+        """Where an upload's file goes, relative to the output folder."""
+        return f"{meta.source or UNNAMED_SOURCE}/{meta.path}" if self.by_source else meta.path
+
     def finished(self, upload_id: str) -> bool:
         """Ended already (here, by an earlier owner of the partition, or in an earlier run)."""
         return self.receipts.has(upload_id) or bool(self.journal and self.journal.seen(upload_id))
@@ -77,7 +83,7 @@ class RebuildContext:
 class Rebuilder:
     """One rebuilding thread's state and work."""
 
-    def __init__(self, ctx: RebuildContext, decode: wire.Decoder, writer: DiskWriter) -> None:
+    def __init__(self, ctx: RebuildContext, decode: Callable[[wire.Headers], wire.RecordMeta], writer: DiskWriter) -> None:
         self.ctx = ctx
         self.decode = decode
         self.writer = writer
@@ -208,6 +214,9 @@ class Rebuilder:
             self._reject(msg, f"{meta.kind} record carries data")
             return
         uid = meta.upload_id
+        if meta.kind == "dir":
+            self._make_folder(meta)
+            return
         # No lock to read: only this thread changes its partitions' entries while it holds a batch.
         assembly = ctx.assemblies.get(uid)
         if assembly is None:
@@ -226,8 +235,9 @@ class Rebuilder:
                 ctx.assemblies[uid] = assembly
                 ctx.ledger.open(msg.partition(), uid, msg.offset(), assembly.newest_ms)
             with ctx.stats.lock:
-                ctx.stats.table.put(uid, path=meta.path, size=meta.size, chunks_done=0, chunks_total=meta.count,
-                                    state="receiving", started=time.time(), finished=None)
+                ctx.stats.table.put(uid, path=wire.shown_name(meta.path), size=meta.size, chunks_done=0,
+                                    chunks_total=meta.count, state="receiving", started=time.time(), finished=None,
+                                    source=meta.source)
         elif not self._goes_on(msg, assembly):
             return
         elif not assembly.matches(meta):
@@ -243,8 +253,24 @@ class Rebuilder:
         else:
             self._take_chunk(msg, assembly, meta.index, value)
 
+    def _make_folder(self, meta: wire.RecordMeta) -> None:
+        """A folder of the source, which may be empty: made here too (once)."""
+        ctx = self.ctx
+        if ctx.finished(meta.upload_id):
+            return
+        where = ctx.destination(meta)
+        try:
+            ctx.output.make_folder(where)
+        except OSError as exc:
+            if classify(exc) != "upload":
+                raise  # (waits, or is tried again: see _until_done)
+            self._refuse_unopened(meta, describe(exc))
+            return
+        ctx.receipts.record(new_receipt(meta.upload_id, ctx.group_id, "published", meta.path, str(ctx.output_dir),
+                                        saved_as=where))
+
     def _take_next_chunk(self, msg: Message, index: int, value: bytes) -> None:
-        """A chunk that names only its index (record format 3 and 4): its upload is its key."""
+        """A chunk after its upload's first, which names only its index: its upload is its key."""
         uid = (msg.key() or b"").decode("ascii", "replace")
         assembly = self.ctx.assemblies.get(uid)
         if assembly is None:
@@ -287,8 +313,9 @@ class Rebuilder:
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
         a.seal()
-        self.complete[a.meta.upload_id] = (a, Staged(a.fd, a.staged, a.meta.path, a.meta.upload_id,
-                                                     a.expected_digest, a.meta.algorithm, a.meta.size))
+        m = a.meta
+        self.complete[m.upload_id] = (a, Staged(a.fd, a.staged, self.ctx.destination(m), m.upload_id,
+                                                a.expected_digest, m.algorithm, m.size, m.source, m.mtime_ns))
 
     # --- the end of a batch ------------------------------------------------------------
 
@@ -308,24 +335,27 @@ class Rebuilder:
     def _settle(self, a: Assembly, s: Staged) -> None:
         """Report where a finished upload went, and record it as ended."""
         ctx = self.ctx
-        uid, path = a.meta.upload_id, a.meta.path
+        uid, path, source = a.meta.upload_id, wire.shown_name(s.relpath), a.meta.source
         published = s.published
         if published is None:
             with ctx.stats.lock:
                 ctx.stats.files_quarantined += 1
                 ctx.stats.table.update(uid, state="quarantined", finished=time.time())
-            ctx.sink(FileQuarantined(path=path, reason=s.refused, quarantine_path=str(s.quarantined), at=time.time()))
+            ctx.sink(FileQuarantined(path=path, reason=s.refused, quarantine_path=wire.shown_name(str(s.quarantined)),
+                                     at=time.time()))
             self._close(a, "quarantined", saved_as=str(s.quarantined), reason=s.refused)
             return
+        shown = wire.shown_name(published.path)
         with ctx.stats.lock:
             ctx.stats.files_completed += 1
-            ctx.stats.table.update(uid, path=published.path, state="verified", finished=time.time())
-        ctx.sink(FileReconstructed(path=published.path, size=a.meta.size, upload_id=uid,
-                                   seconds=time.monotonic() - a.started, duplicate=published.duplicate, at=time.time()))
-        if published.older_kept_as:
-            ctx.sink(FileKeptBoth(path=path, saved_as=published.older_kept_as, older_moved=True, at=time.time()))
-        elif published.path != path:
-            ctx.sink(FileKeptBoth(path=path, saved_as=published.path, at=time.time()))
+            ctx.stats.table.update(uid, path=shown, state="verified", finished=time.time())
+        ctx.sink(FileReconstructed(path=shown, size=a.meta.size, upload_id=uid, seconds=time.monotonic() - a.started,
+                                   duplicate=published.duplicate, source=source, at=time.time()))
+        kept_as = published.older_kept_as or (published.path if published.path != s.relpath else None)
+        if kept_as is not None:
+            ctx.sink(FileKeptBoth(path=path, saved_as=wire.shown_name(kept_as), older_moved=bool(published.older_kept_as),
+                                  source=source, other_source=published.other_source, rewrite=published.rewrite,
+                                  at=time.time()))
         self._close(a, "published", saved_as=published.path)
         if ctx.journal:
             ctx.journal.add(uid, path)
@@ -346,7 +376,8 @@ class Rebuilder:
             if outcome != "withdrawn":
                 ctx.stats.files_failed += 1
             ctx.stats.table.update(uid, state=outcome, finished=time.time())
-        ctx.sink(UploadNotRebuilt(path=a.meta.path, upload_id=uid, outcome=outcome, reason=reason, at=time.time()))
+        ctx.sink(UploadNotRebuilt(path=wire.shown_name(a.meta.path), upload_id=uid, outcome=outcome, reason=reason,
+                                  at=time.time()))
         self._close(a, outcome, reason=reason)
 
     def _refuse_unopened(self, meta: wire.RecordMeta, reason: str) -> None:
@@ -354,8 +385,8 @@ class Rebuilder:
         ctx = self.ctx
         with ctx.stats.lock:
             ctx.stats.files_failed += 1
-        ctx.sink(UploadNotRebuilt(path=meta.path, upload_id=meta.upload_id, outcome="refused", reason=reason,
-                                  at=time.time()))
+        ctx.sink(UploadNotRebuilt(path=wire.shown_name(meta.path), upload_id=meta.upload_id, outcome="refused",
+                                  reason=reason, at=time.time()))
         ctx.receipts.record(new_receipt(meta.upload_id, ctx.group_id, "refused", meta.path, str(ctx.output_dir),
                                         size=meta.size, algorithm=meta.algorithm, reason=reason))
 

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Callable, Literal, get_args
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -90,8 +90,10 @@ class ReceiptBook:
     """Follows a receipts topic and remembers which uploads have a receipt in `group`
     (all groups when None); also writes receipts when started with `write`."""
 
-    def __init__(self, config: ClusterConfig, data_topic: str, group: str | None) -> None:
+    def __init__(self, config: ClusterConfig, data_topic: str, group: str | None,
+                 on_receipt: Callable[[Receipt], None] | None = None) -> None:
         self.config = config
+        self.on_receipt = on_receipt  # called from the follower thread with each receipt read
         self.topic = receipts_topic(data_topic)
         self.group = group
         self._seen: dict[str, Outcome] = {}
@@ -216,6 +218,11 @@ class ReceiptBook:
         receipt = Receipt.decode(value)
         if receipt is not None and (self.group is None or receipt.group == self.group):
             self._seen[receipt.upload_id] = receipt.outcome
+            if self.on_receipt is not None:
+                try:
+                    self.on_receipt(receipt)
+                except Exception:  # the follower must outlive whoever it tells
+                    KAFKA_LOG.exception("handling receipt of upload %s", receipt.upload_id)
 
 
 def new_receipt(upload_id: str, group: str, outcome: Outcome, path: str, output: str, **details: object) -> Receipt:

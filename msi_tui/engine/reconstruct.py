@@ -73,6 +73,7 @@ class ReconstructSettings:
     # page cache, which a throughput-capped virtual disk can write faster.
     direct_writes: bool = True
     abandon_after_s: float = DEFAULT_ABANDON_AFTER_S
+    by_source: bool = False  # lay files out as OUT/<source>/<path>
 
     def __post_init__(self) -> None:
         if self.n_threads < 1:
@@ -98,6 +99,7 @@ class Reconstructor:
         self._stop = threading.Event()
         self.ctx = RebuildContext(
             output=self.output, output_dir=settings.output_dir.absolute(), group_id=settings.group_id,
+            by_source=settings.by_source,
             direct_writes=settings.direct_writes, ledger=Ledger(int(settings.abandon_after_s * 1000)),
             receipts=self.receipts, journal=None, stats=self.stats, sink=self.sink, stop=self._stop,
             paused=threading.Event())
@@ -145,7 +147,7 @@ class Reconstructor:
         for i in range(self.settings.n_threads):
             work: queue.SimpleQueue = queue.SimpleQueue()
             name = f"msi-rebuild-{i}"
-            rebuilder = Rebuilder(self.ctx, wire.Decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
+            rebuilder = Rebuilder(self.ctx, wire.decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
             self._workers.append(work)
             threading.Thread(target=self._work_loop, args=(work, rebuilder), name=name, daemon=True).start()
         threading.Thread(target=self._consume_loop, args=(consumer,), name="msi-consume", daemon=True).start()

@@ -65,6 +65,18 @@ INSERT OR IGNORE INTO sends
 SELECT upload_id, destination, relpath, size, chunk_size, '{DEFAULT_DIGEST}', '', 'sending', updated
 FROM uploads WHERE state IN ('sending', 'failed')
 """
+# Version 2: what a restart needs to find an upload on the topic (its partition, when it
+# began) and what the source clean-up needs (the folder, the version sent), and where a
+# receipt says the file is. States: sending, ending (its end record was produced), done,
+# withdrawn, verified, failed-there.
+MIGRATE_1_TO_2 = [
+    "ALTER TABLE sends ADD COLUMN mtime_ns INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sends ADD COLUMN folder TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE sends ADD COLUMN partition INTEGER NOT NULL DEFAULT -1",
+    "ALTER TABLE sends ADD COLUMN began REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE sends ADD COLUMN saved_as TEXT NOT NULL DEFAULT ''",
+]
+FOLDER_SIZE = -1  # an `uploads` row with this size is a folder (its dir record was delivered)
 KEEP_FINISHED_S = 7 * 86400  # finished sends are forgotten after a week
 OWNER_SWEEP_AGE_S = 3600.0
 _OWNER = re.compile(r"[0-9a-f]{32}")
@@ -78,6 +90,35 @@ class Unfinished(NamedTuple):
     size: int
     chunk_size: int
     digest: Algorithm
+    state: str  # sending, or ending: its end record was produced and may be on the topic
+    partition: int
+    began: float  # time.time() when its first record was about to be produced
+    mtime_ns: int
+    folder: str
+
+
+class Sent(NamedTuple):
+    """A delivered upload of a watched file that no receipt has settled yet."""
+
+    upload_id: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    delivered: float  # time.time()
+
+
+def _key(relpath: str) -> str | bytes:
+    """A relative path as SQLite can hold it: a name that is not UTF-8 as its bytes (a BLOB,
+    never equal to any text)."""
+    try:
+        relpath.encode("utf-8")
+        return relpath
+    except UnicodeEncodeError:
+        return relpath.encode("utf-8", "surrogateescape")
+
+
+def _path(key: str | bytes) -> str:
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
 
 
 class Registry:
@@ -120,9 +161,13 @@ class Registry:
         db.execute("BEGIN IMMEDIATE")  # two uploaders starting at once migrate once
         try:
             db.execute(SENDS_SCHEMA)
-            if db.execute("PRAGMA user_version").fetchone()[0] < 1:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < 1:
                 db.execute(MIGRATE_0_TO_1)
-                db.execute("PRAGMA user_version = 1")
+            if version < 2:
+                for statement in MIGRATE_1_TO_2:
+                    db.execute(statement)
+                db.execute("PRAGMA user_version = 2")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -135,39 +180,59 @@ class Registry:
         with self._lock:
             row = self._db.execute(
                 "SELECT size, mtime_ns, state FROM uploads WHERE destination=? AND folder=? AND relpath=?",
-                (self.destination, self.folder, relpath),
+                (self.destination, self.folder, _key(relpath)),
             ).fetchone()
         return row == (size, mtime_ns, "done")
 
-    def mark(self, relpath: str, size: int, mtime_ns: int, upload_id: str, chunk_size: int, state: str) -> None:
+    def mark(self, relpath: str, size: int, mtime_ns: int, upload_id: str, chunk_size: int, state: str,
+             folder: str | None = None) -> None:
+        """This version of a watched file (of `folder`, this registry's by default) was sent."""
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.destination, self.folder, relpath, size, mtime_ns, upload_id, chunk_size, state, time.time()),
+                (self.destination, self.folder if folder is None else folder, _key(relpath), size, mtime_ns,
+                 upload_id, chunk_size, state, time.time()),
             )
 
     # --- every upload, by id ------------------------------------------------------------
 
-    def begin(self, upload_id: str, relpath: str, size: int, chunk_size: int, digest: Algorithm) -> None:
+    def begin(self, upload_id: str, relpath: str, size: int, mtime_ns: int, chunk_size: int, digest: Algorithm,
+              partition: int, watched: bool) -> None:
         """Write an upload down before its first chunk is produced."""
+        now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO sends VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)",
-                (upload_id, self.destination, relpath, size, chunk_size, digest, self.owner, time.time()),
+                "INSERT OR REPLACE INTO sends (upload_id, destination, relpath, size, chunk_size, digest, owner, state,"
+                " updated, mtime_ns, folder, partition, began) VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?)",
+                (upload_id, self.destination, _key(relpath), size, chunk_size, digest, self.owner, now, mtime_ns,
+                 self.folder if watched else "", partition, now),
             )
 
-    def finish(self, upload_id: str, state: str) -> None:
-        """`done` (every record acknowledged) or `withdrawn` (its abort acknowledged)."""
+    def finish(self, upload_id: str, state: str, saved_as: str = "") -> None:
+        """`ending` (its end record is being produced), `done` (every record acknowledged),
+        `withdrawn` (its abort acknowledged), or what a receipt said: `verified` (with where
+        it is) or `failed-there`."""
         with self._lock:
-            self._db.execute("UPDATE sends SET state=?, updated=? WHERE upload_id=?", (state, time.time(), upload_id))
+            self._db.execute("UPDATE sends SET state=?, updated=?, saved_as=? WHERE upload_id=?",
+                             (state, time.time(), saved_as, upload_id))
+
+    def awaiting_receipt(self) -> list[Sent]:
+        """Delivered uploads of this registry's folder that no receipt has settled yet."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT upload_id, relpath, size, mtime_ns, updated FROM sends"
+                " WHERE destination=? AND folder=? AND folder != '' AND state='done'",
+                (self.destination, self.folder),
+            ).fetchall()
+        return [Sent(uid, _path(rel), size, mtime_ns, at) for uid, rel, size, mtime_ns, at in rows]
 
     def take_over_unfinished(self) -> list[Unfinished]:
         """The unfinished uploads to this destination whose uploader is gone, made this
         registry's own (so two uploaders starting at once do not both withdraw them)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT upload_id, relpath, size, chunk_size, digest, owner FROM sends"
-                " WHERE destination=? AND state='sending' AND owner != ?",
+                "SELECT upload_id, relpath, size, chunk_size, digest, state, partition, began, mtime_ns, folder, owner"
+                " FROM sends WHERE destination=? AND state IN ('sending', 'ending') AND owner != ?",
                 (self.destination, self.owner),
             ).fetchall()
             taken: list[Unfinished] = []
@@ -179,7 +244,8 @@ class Registry:
                 claimed = self._db.execute("UPDATE sends SET owner=? WHERE upload_id=? AND owner=?",
                                            (self.owner, fields[0], owner)).rowcount
                 if claimed:
-                    taken.append(Unfinished(*fields))
+                    uid, rel, *rest = fields
+                    taken.append(Unfinished(uid, _path(rel), *rest))
         for owner in gone:  # those uploaders are gone and their rows ours: their lock files go too
             if _OWNER.fullmatch(owner):
                 (self._owners / owner).unlink(missing_ok=True)

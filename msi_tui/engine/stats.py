@@ -23,9 +23,11 @@ class FileProgress:
     size: int
     chunks_done: int
     chunks_total: int
-    state: str  # upload: queued, sending, done, failed; reconstruct: receiving, done, quarantined
+    state: str  # upload: queued, sending, done, verified, failed...; reconstruct: receiving, verified, ...
     started: float
     finished: float | None = None
+    source: str = ""  # the uploader's source name
+    where: str = ""  # upload: where a receipt says it is (host:folder/path), or why it failed there
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class UploadSnapshot:
     connection: str = "unknown"  # connecting, connected, unreachable
     files: tuple[FileProgress, ...] = field(default_factory=tuple)
     taken_at: float = 0.0
+    source: str = ""
+    files_verified: int = 0  # a reconstructor's receipt says published and verified
+    files_failed_there: int = 0  # a receipt says quarantined, refused or abandoned
+    awaiting_receipt: int = 0  # delivered, no receipt yet
+    receipts: str = "following"  # or why the uploader cannot follow receipts
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,11 @@ class UploadStats:
         self.bytes_delivered = 0
         self.connection = "connecting"
         self.table = FileTable()
+        self.source = ""
+        self.files_verified = 0
+        self.files_failed_there = 0
+        self.awaiting_receipt = 0
+        self.receipts = "following"
 
     def snapshot(self, pending_deliveries: int = 0) -> UploadSnapshot:
         with self.lock:
@@ -131,6 +143,11 @@ class UploadStats:
                 connection=self.connection,
                 files=self.table.frozen(),
                 taken_at=time.time(),
+                source=self.source,
+                files_verified=self.files_verified,
+                files_failed_there=self.files_failed_there,
+                awaiting_receipt=self.awaiting_receipt,
+                receipts=self.receipts,
             )
 
 

@@ -9,9 +9,11 @@ delivery reports and retry, never drop.
 
 Every upload ends exactly once (`Uploader._finish`): done, or withdrawn with an `abort`
 record, which tells reconstructors to drop its staged file and let go of its partition's
-offset. The registry writes each upload down before its first chunk, so one that could not
-be withdrawn (the uploader was killed, or the broker was out of reach) is withdrawn at the
-next start.
+offset. The registry writes each upload down before its first chunk, with the partition
+chosen for it, and again before its `end` record: one that could not be withdrawn (the
+uploader was killed, or the broker was out of reach) is withdrawn at the next start, unless
+its `end` record is found on the topic (msi_tui.engine.landed): then it was sent, once.
+Delivered files are then followed to their destination (msi_tui.engine.followup).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -42,10 +45,14 @@ from msi_tui.engine.events import (
     Notice,
     Sink,
 )
+from msi_tui.engine.followup import DEFAULT_RECEIPT_TIMEOUT_S, Cleanup, Followup
 from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
-from msi_tui.engine.registry import Registry, Unfinished
+from msi_tui.engine.landed import ended_on_topic
+from msi_tui.engine.receipts import ReceiptBook
+from msi_tui.engine.registry import FOLDER_SIZE, Registry, Sent, Unfinished
 from msi_tui.engine.stats import UploadSnapshot, UploadStats
-from msi_tui.engine.watch import FileFilter, FolderWatcher, shown_name
+from msi_tui.engine.watch import DEFAULT_SETTLE_S, FileFilter, FolderWatcher
+from msi_tui.engine.wire import shown_name
 from msi_tui.errors import OperatorError
 from msi_tui.paths import state_dir
 
@@ -63,10 +70,24 @@ class UploadSettings:
     file_filter: FileFilter = field(default_factory=FileFilter)
     use_polling: bool = False
     quiet_seconds: float = 3.0
+    settle_seconds: float = DEFAULT_SETTLE_S
     use_registry: bool = True
     digest: Algorithm = DEFAULT_DIGEST
+    source: str = field(default_factory=socket.gethostname)
+    cleanup: Cleanup = field(default_factory=Cleanup)
+    receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        try:
+            wire.check_source(self.source)
+        except wire.WireError as exc:
+            raise OperatorError(f"--source {self.source!r} cannot name a source: {exc}") from None
+        if self.settle_seconds < 0 or self.receipt_timeout_s <= 0:
+            raise OperatorError("--settle-seconds must be 0 or more and --receipt-timeout more than 0")
+        to = self.cleanup.to
+        if to is not None and self.folder is not None and to.resolve().is_relative_to(self.folder.resolve()):
+            raise OperatorError(f"--after-verified move {to}: that folder is inside the watched one, "
+                                "so moved files would be sent again")
         if not wire.is_power_of_two(self.chunk_size):
             raise OperatorError(f"chunk size must be a nonzero power of two (got {self.chunk_size}); try 16384")
         if self.n_threads < 1:
@@ -104,6 +125,11 @@ class _Job:
     relpath: str
     from_watch: bool
     attempt: int = 1
+    folder_mtime_ns: int | None = None  # a folder (its dir record), not a file
+
+    @property
+    def shown(self) -> str:
+        return shown_name(self.relpath) + ("/" if self.folder_mtime_ns is not None else "")
 
 
 class _Delivery:
@@ -118,11 +144,11 @@ class _Delivery:
     """
 
     __slots__ = ("uploader", "job", "upload_id", "size", "mtime_ns", "chunks", "chunk_size", "common", "acked",
-                 "outcome", "producing", "started")
+                 "outcome", "producing", "started", "partition")
 
     def __init__(self, uploader: "Uploader", job: _Job, upload_id: str, size: int, mtime_ns: int, chunks: int,
-                 common: wire.Headers) -> None:
-        self.uploader, self.job, self.upload_id = uploader, job, upload_id
+                 common: wire.Headers, partition: int) -> None:
+        self.uploader, self.job, self.upload_id, self.partition = uploader, job, upload_id, partition
         self.size, self.mtime_ns, self.chunks = size, mtime_ns, chunks
         self.chunk_size = uploader.settings.chunk_size
         self.common = common
@@ -165,15 +191,9 @@ def refusal(relpath: str) -> str | None:
     anything of it is sent: the far end refuses such an upload, and the file would be
     reported uploaded here and be lost there. The rule is the reconstructor's own."""
     try:
-        raw = relpath.encode("utf-8")
-    except UnicodeEncodeError:
-        try:  # the name's bytes, as the OS gave them (Python holds those not UTF-8 as surrogate escapes)
-            shown = repr(relpath.encode("utf-8", "surrogateescape"))
-        except UnicodeEncodeError:
-            shown = shown_name(relpath)
-        return f"its name is not valid UTF-8 ({shown}); rename it to send it"
-    try:
-        wire.check_relative_path(raw)
+        wire.check_relative_path(wire.path_bytes(relpath))
+    except UnicodeEncodeError:  # (a surrogate no file name decodes to)
+        return "its name cannot be sent; rename it to send it"
     except wire.WireError as exc:
         return f"a reconstructor would refuse its name ({exc}); rename it to send it"
     return None
@@ -209,11 +229,14 @@ class Uploader:
         self._producer: Producer | None = None
         self._watcher: FolderWatcher | None = None
         self._registry: Registry | None = None
+        self._receipts: ReceiptBook | None = None
+        self._followup: Followup | None = None
+        self._partitions = 1
         self._outage_reported = False
         self._open: set[_Delivery] = set()  # uploads begun and not ended (under stats.lock)
-        # Abort records due, as (upload id, headers): the delivery thread produces them, as it
-        # may wait for room in librdkafka's queue, which a delivery report cannot.
-        self._aborts: queue.SimpleQueue[tuple[str, wire.Headers]] = queue.SimpleQueue()
+        # Abort records due, as (upload id, headers, partition): the delivery thread produces
+        # them, as it may wait for room in librdkafka's queue, which a delivery report cannot.
+        self._aborts: queue.SimpleQueue[tuple[str, wire.Headers, int]] = queue.SimpleQueue()
         self._aborts_unacked = 0  # (under stats.lock)
         self._failure: str | None = None  # why the producer failed for good, once it has
         self._failed = threading.Event()  # ... and that it has
@@ -235,13 +258,16 @@ class Uploader:
             raise OperatorError(f"producer settings rejected: {describe_kafka_error(exc)}") from None
         try:
             admin = check_reachable(self.config)
-            ensure_topic(admin, self.settings.topic, self.settings.partitions)
+            self._partitions = ensure_topic(admin, self.settings.topic, self.settings.partitions)
             self._registry, unfinished = self._open_registry()
         except BaseException:
             self._producer = None  # (destroyed with its connection attempts; nothing was queued)
             raise
         self.stats.connection = "connected"
-        self._withdraw_unfinished(unfinished)
+        self.stats.source = self.settings.source
+        self._settle_unfinished(unfinished)
+        if self.folder is not None:  # (a file given by hand: its command ends at delivery)
+            self._follow_receipts(admin)
         self._spawn(self._serve_deliveries, "msi-deliveries")
         for i in range(self.settings.n_threads):
             self._spawn(self._upload_loop, f"msi-upload-{i}")
@@ -255,7 +281,10 @@ class Uploader:
                 file_filter=self.settings.file_filter,
                 use_polling=self.settings.use_polling,
                 quiet_seconds=self.settings.quiet_seconds,
+                settle_seconds=self.settings.settle_seconds,
                 is_known=self._sent_before if self.settings.use_registry else (lambda *_: False),
+                on_folder=self._on_folder,
+                on_unreadable=self._on_unreadable,
                 on_crash=self._thread_died,
             )
             self._watcher.start()
@@ -270,16 +299,44 @@ class Uploader:
         except (OSError, sqlite3.Error) as exc:
             raise OperatorError(f"cannot open the upload registry {db}: {exc}") from None
 
-    def _withdraw_unfinished(self, unfinished: list[Unfinished]) -> None:
-        """Withdraw the uploads an earlier run began and never finished: reconstructors hold
-        their staged files and their partitions' offsets until an abort record comes."""
+    def _settle_unfinished(self, unfinished: list[Unfinished]) -> None:
+        """Settle the uploads an earlier run began and never finished. One whose `end`
+        record is on the topic was sent: it is done, and not sent again. The others are
+        withdrawn: reconstructors hold their staged files and their partitions' offsets
+        until an abort record comes."""
+        ending = [u for u in unfinished if u.state == "ending"]
+        ended = ended_on_topic(self.config, self.settings.topic, ending) if ending else {}
+        assert self._registry is not None
+        withdrawn = 0
         for u in unfinished:
-            self._aborts.put((u.upload_id, wire.abort_headers(wire.file_headers(
-                u.upload_id, u.relpath, u.size, u.chunk_size, u.digest))))
-        if unfinished:
-            n = len(unfinished)
-            self.sink(Notice(level="info", message=f"withdrawing {n} unfinished upload{'' if n == 1 else 's'} "
-                                                   "an earlier run left (an abort record each)", at=time.time()))
+            if ended.get(u.upload_id) == "end":
+                self._registry.finish(u.upload_id, "done")
+                if u.folder:
+                    self._registry.mark(u.relpath, u.size, u.mtime_ns, u.upload_id, u.chunk_size, "done", u.folder)
+                continue
+            withdrawn += 1
+            # (the headers of its records: the source and time are not compared with them)
+            headers = wire.file_headers(u.upload_id, u.relpath, u.size, u.chunk_size, u.digest,
+                                        self.settings.source, u.mtime_ns)
+            self._aborts.put((u.upload_id, wire.abort_headers(headers), u.partition))
+        if withdrawn:
+            self.sink(Notice(level="info", at=time.time(), message=(
+                f"withdrawing {withdrawn} unfinished upload{'' if withdrawn == 1 else 's'} an earlier run left "
+                "(an abort record each)")))
+        if len(unfinished) > withdrawn:
+            n = len(unfinished) - withdrawn
+            self.sink(Notice(level="info", at=time.time(), message=(
+                f"{n} upload{'' if n == 1 else 's'} an earlier run left unrecorded had reached the topic whole: "
+                "not sent again")))
+
+    def _follow_receipts(self, admin: object) -> None:
+        """Follow the reconstructors' receipts of our uploads (see msi_tui.engine.followup)."""
+        self._followup = Followup(self.folder, self._registry, self.stats, self.sink, self.settings.cleanup,
+                                  self.settings.receipt_timeout_s)
+        book = ReceiptBook(self.config, self.settings.topic, None, on_receipt=self._followup.take)
+        book.start(admin, write=False)  # type: ignore[arg-type]
+        self._receipts = book if book.active else None
+        self._followup.start(book.unavailable)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         def run() -> None:
@@ -321,6 +378,20 @@ class Uploader:
     def _on_ready(self, path: Path, relpath: str, size: int, _mtime_ns: int) -> None:
         self._enqueue(_Job(path, relpath, from_watch=True), size)
 
+    def _on_folder(self, relpath: str, mtime_ns: int) -> None:
+        """A folder of the watched tree: its dir record is sent once (it may stay empty)."""
+        registry = self._registry
+        if refusal(relpath) is None and registry is not None and registry.is_done(relpath, FOLDER_SIZE, 0):
+            return
+        self._enqueue(_Job(self.folder / relpath, relpath, from_watch=True, folder_mtime_ns=mtime_ns), 0)
+
+    def _on_unreadable(self, relpath: str, why: str) -> None:
+        """A folder of the watched tree cannot be listed: its files cannot be sent."""
+        with self.stats.lock:
+            self.stats.files_failed += 1
+        self.sink(FileUploadFailed(path=shown_name(relpath) + "/", at=time.time(),
+                                   reason=f"cannot read this folder ({why}): its files are not sent"))
+
     def _sent_before(self, relpath: str, size: int, mtime_ns: int) -> bool:
         """The registry has this version of a watched file as done. A refused name is never
         written there (SQLite cannot even look up one that is not UTF-8): _enqueue refuses it."""
@@ -335,12 +406,13 @@ class Uploader:
         if reason is not None:
             with self.stats.lock:
                 self.stats.files_failed += 1
-            self.sink(FileUploadFailed(path=shown_name(job.relpath), reason=reason, at=time.time()))
+            self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
             return
         with self.stats.lock:
             self.stats.files_queued += 1
         self._jobs.put(job)
-        self.sink(FileQueued(path=job.relpath, size=size, at=time.time()))
+        if job.folder_mtime_ns is None:
+            self.sink(FileQueued(path=job.shown, size=size, at=time.time()))
 
     def pause(self) -> None:
         """Stop starting new chunks; what is queued in librdkafka still goes out."""
@@ -360,6 +432,8 @@ class Uploader:
         self.stats.state = "draining"
         if self._watcher:
             self._watcher.stop()
+        if self._followup:
+            self._followup.stop()
         if self._producer is None:
             self._stopped.set()
 
@@ -417,6 +491,8 @@ class Uploader:
             deadline = time.monotonic() + ABORT_GRACE_S
             while self._aborts_unacked and time.monotonic() < deadline:
                 self._poll(producer, 0.1)
+        if self._receipts:
+            self._receipts.close()
         if self._registry:
             self._registry.close()
         self.stats.state = "stopped"
@@ -457,14 +533,17 @@ class Uploader:
         """Produce the abort records due, each once its upload's last record was produced."""
         while True:
             try:
-                upload_id, headers = self._aborts.get_nowait()
+                upload_id, headers, partition = due = self._aborts.get_nowait()
             except queue.Empty:
                 return
             report = lambda err, _msg, uid=upload_id: self._abort_acked(uid, err)  # noqa: E731
+            # (-1: an upload of an earlier version, whose records the partitioner placed by key)
+            where = {"partition": partition} if partition >= 0 else {}
             try:
-                producer.produce(self.settings.topic, b"", upload_id.encode(), headers=headers, on_delivery=report)
+                producer.produce(self.settings.topic, b"", upload_id.encode(), headers=headers, on_delivery=report,
+                                 **where)
             except BufferError:
-                self._aborts.put((upload_id, headers))  # room comes with the next delivery reports
+                self._aborts.put(due)  # room comes with the next delivery reports
                 return
             except KafkaException as exc:
                 # The producer has failed for good: the registry keeps the upload unfinished,
@@ -510,30 +589,61 @@ class Uploader:
         with self.stats.lock:
             self.stats.files_in_progress -= 1
             self.stats.files_failed += 1
-        self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
+        self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
+
+    def _partition_of(self, upload_id: str) -> int:
+        """Chosen here rather than by the partitioner: the registry knows it from the start,
+        so a restart can look for the upload's records there (see msi_tui.engine.landed)."""
+        return int(upload_id[:8], 16) % self._partitions
 
     def _send(self, job: _Job) -> None:
         """Read, hash and produce one file, then its closing record."""
+        if job.folder_mtime_ns is not None:
+            self._send_folder(job, job.folder_mtime_ns)
+            return
         with open(job.path, "rb") as f:  # opened first: an unreadable file fails before anything is sent
             self._send_open(job, f)
+
+    def _send_folder(self, job: _Job, mtime_ns: int) -> None:
+        """One `dir` record, so that a folder left empty is made at the destination too."""
+        upload_id = uuid.uuid4().hex
+
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            with self.stats.lock:
+                self.stats.files_in_progress -= 1
+                if err is not None:
+                    self.stats.files_failed += 1
+            if err is not None:
+                self.sink(FileUploadFailed(path=job.shown, reason=f"delivery failed: {err.str()}", at=time.time()))
+            elif self._registry:
+                self._registry.mark(job.relpath, FOLDER_SIZE, 0, upload_id, 0, "done")
+
+        headers = wire.dir_headers(upload_id, job.relpath, self.settings.source, mtime_ns)
+        if not self._produce(b"", upload_id.encode(), headers, delivered, self._partition_of(upload_id)):
+            delivered(KafkaError(KafkaError._PURGE_QUEUE, STOPPED), None)
 
     def _send_open(self, job: _Job, f: BinaryIO) -> None:
         st = os.fstat(f.fileno())
         size, mtime_ns, cs = st.st_size, st.st_mtime_ns, self.settings.chunk_size
         upload_id = uuid.uuid4().hex
-        common = wire.file_headers(upload_id, job.relpath, size, cs, self.settings.digest)
+        partition = self._partition_of(upload_id)
+        common = wire.file_headers(upload_id, job.relpath, size, cs, self.settings.digest, self.settings.source,
+                                   mtime_ns)
         chunks = wire.chunk_count(size, cs)
-        upload = _Delivery(self, job, upload_id, size, mtime_ns, chunks, common)
+        upload = _Delivery(self, job, upload_id, size, mtime_ns, chunks, common, partition)
         if self._registry:  # before the first chunk: an uploader killed from here on is withdrawn at the next start
-            self._registry.begin(upload_id, job.relpath, size, cs, self.settings.digest)
+            self._registry.begin(upload_id, job.relpath, size, mtime_ns, cs, self.settings.digest, partition,
+                                 job.from_watch)
+        if self._followup:
+            self._followup.begin(upload_id)
         with self.stats.lock:
             self._open.add(upload)
-            self.stats.table.put(upload_id, path=job.relpath, size=size, chunks_done=0, chunks_total=chunks,
-                                 state="sending", started=time.time(), finished=None)
+            self.stats.table.put(upload_id, path=job.shown, size=size, chunks_done=0, chunks_total=chunks,
+                                 state="sending", started=time.time(), finished=None, source=self.settings.source)
         # From here on the upload ends only through _finish, whatever happens.
         ended: tuple[Outcome, str] | None
         try:
-            self.sink(FileUploadStarted(path=job.relpath, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
+            self.sink(FileUploadStarted(path=job.shown, size=size, chunks=chunks, upload_id=upload_id, at=time.time()))
             ended = self._produce_file(upload, f)
         except Exception as exc:  # one file's trouble must not end the thread
             if (fatal := _fatal(exc)) is not None:
@@ -577,7 +687,7 @@ class Uploader:
                 digest.update(block)
             at = (index - block_start) * cs
             data = block if per_block == 1 else block[at:at + cs]
-            if not self._produce(data, key, wire.chunk_headers(common, index), upload.reporter(index)):
+            if not self._produce(data, key, wire.chunk_headers(common, index), upload.reporter(index), upload.partition):
                 return "stopped", STOPPED
             if index % PRODUCED_REPORT_EVERY == PRODUCED_REPORT_EVERY - 1 or index == upload.chunks - 1:
                 with self.stats.lock:  # batched: one lock per chunk is measurable at 16 KiB
@@ -589,17 +699,21 @@ class Uploader:
             return "failed", DELETED
         if grew or (after.st_size, after.st_mtime_ns) != (size, upload.mtime_ns):
             return "changed", ""
-        if not self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), upload.closing_acked):
+        if self._registry:  # killed from here on, a restart looks for the end record before withdrawing
+            self._registry.finish(upload.upload_id, "ending")
+        if not self._produce(b"", key, wire.end_headers(common, digest.hexdigest()), upload.closing_acked,
+                             upload.partition):
             return "stopped", STOPPED
         return None
 
-    def _produce(self, value: bytes, key: bytes, headers: wire.Headers, on_delivery) -> bool:  # noqa: ANN001
+    def _produce(self, value: bytes, key: bytes, headers: wire.Headers, on_delivery, partition: int) -> bool:  # noqa: ANN001
         """Produce one record, waiting while librdkafka's queue is full. False if forced to stop."""
         producer = self._producer
         assert producer is not None
         while True:
             try:
-                producer.produce(self.settings.topic, value, key, headers=headers, on_delivery=on_delivery)
+                producer.produce(self.settings.topic, value, key, partition=partition, headers=headers,
+                                 on_delivery=on_delivery)
                 return True
             except BufferError:
                 if self._force.is_set():
@@ -625,6 +739,8 @@ class Uploader:
             withdraw = outcome != "done" and not upload.producing
         if withdraw:
             self._queue_abort(upload)
+        if outcome != "done" and self._followup:
+            self._followup.forget(upload.upload_id)
         job = upload.job
         if outcome == "done":
             self._completed(upload)
@@ -632,11 +748,11 @@ class Uploader:
             self._changed(job, upload.size)
         elif outcome == "held":
             self.sink(Notice(level="warning", at=time.time(), message=(
-                f"{job.relpath} was paused mid-way for {HELD_MID_FILE_S:.0f} s: withdrawn, it is sent again "
+                f"{job.shown} was paused mid-way for {HELD_MID_FILE_S:.0f} s: withdrawn, it is sent again "
                 "from its start once resumed")))
             self._enqueue(job, upload.size)
         else:
-            self.sink(FileUploadFailed(path=job.relpath, reason=reason, at=time.time()))
+            self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
 
     def _stop_producing(self, upload: _Delivery) -> None:
         """The upload thread is done with `upload`: withdraw it now if it ended otherwise than done."""
@@ -647,11 +763,11 @@ class Uploader:
             self._queue_abort(upload)
 
     def _queue_abort(self, upload: _Delivery) -> None:
-        self._aborts.put((upload.upload_id, wire.abort_headers(upload.common)))
+        self._aborts.put((upload.upload_id, wire.abort_headers(upload.common), upload.partition))
 
     def _changed(self, job: _Job, size: int) -> None:
         """The file changed while being sent: send it again (a file given by hand only so often)."""
-        self.sink(FileChangedDuringUpload(path=job.relpath, at=time.time()))
+        self.sink(FileChangedDuringUpload(path=job.shown, at=time.time()))
         if job.from_watch and self._watcher is not None:
             self._watcher.recheck(job.relpath)
         elif job.attempt < MANUAL_RETRIES:
@@ -659,7 +775,7 @@ class Uploader:
         else:
             with self.stats.lock:
                 self.stats.files_failed += 1
-            self.sink(FileUploadFailed(path=job.relpath, reason="kept changing while being sent", at=time.time()))
+            self.sink(FileUploadFailed(path=job.shown, reason="kept changing while being sent", at=time.time()))
 
     def _delivery_failed(self, upload: _Delivery, err: KafkaError) -> None:
         if err.code() in _PURGED:
@@ -674,7 +790,10 @@ class Uploader:
             if job.from_watch:
                 self._registry.mark(job.relpath, upload.size, upload.mtime_ns, upload.upload_id,
                                     self.settings.chunk_size, "done")
-        self.sink(FileUploaded(path=job.relpath, size=upload.size, chunks=upload.chunks,
+        if self._followup:
+            self._followup.expect(Sent(upload.upload_id, job.relpath, upload.size, upload.mtime_ns, time.time()),
+                                  job.from_watch)
+        self.sink(FileUploaded(path=job.shown, size=upload.size, chunks=upload.chunks,
                                upload_id=upload.upload_id, seconds=time.monotonic() - upload.started, at=time.time()))
         if self._outage_reported:
             self._outage_reported = False

@@ -1,20 +1,25 @@
 """Watching a folder tree and deciding when a file is complete enough to send.
 
-Where the OS tells us (inotify on Linux), a file is ready shortly after the writer closes it
-(or moves it in). Elsewhere, or with `use_polling` for network shares where events do not
-arrive, a file is ready once its size and mtime stayed unchanged for a quiet period. A
-periodic rescan catches anything the event stream dropped.
+Where the OS tells us (inotify on Linux), a file is ready once its writer closed it (or
+moved it in) and left it alone for the settle window: a writer that opens it again within
+the window (another pass) is waited for. Elsewhere, or with `use_polling` for network
+shares where events do not arrive, a file is ready once its size and mtime stayed unchanged
+for a quiet period. A periodic rescan catches anything the event stream dropped. The
+watcher sleeps until the next file is due or an event comes, never on a fixed tick.
+
+Folders are reported too (an empty one is recreated at the destination), and a folder that
+cannot be read is reported once, with the reason, rather than skipped in silence.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import queue
 import sys
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,10 +38,11 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from msi_tui.engine.events import Notice, Sink
+from msi_tui.engine.wire import shown_name
 
 SKIPPED_BY_DEFAULT = ("~$*", "*.tmp", "*.part", "*.partial", "*.swp", "*.crdownload")
-CLOSE_SETTLE_S = 0.3  # a writer that re-opens right after closing gets this long to do so
-TICK_S = 0.2
+DEFAULT_SETTLE_S = 0.5  # see README: "When a file is sent"
+IDLE_WAIT_S = 1.0  # the longest sleep with nothing due (stop() is seen within it)
 RELEASE_EVERY = 50  # files scanned between looks for those ready to go (see _scan)
 # The events _Funnel uses; inotify is asked for these alone. Without the filter every file
 # the uploader reads came back as an open and a close-without-write event, each built and
@@ -52,6 +58,13 @@ class FileFilter:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     include_hidden: bool = False
+
+    def accepts_folder(self, relpath: str) -> bool:
+        """Folders are recreated unless hidden or excluded (--include chooses files only)."""
+        if not self.include_hidden and any(p.startswith(".") for p in relpath.split("/")):
+            return False
+        name = relpath.rsplit("/", 1)[-1]
+        return not any(fnmatch.fnmatch(relpath, p) or fnmatch.fnmatch(name, p) for p in self.exclude)
 
     def accepts(self, relpath: str) -> bool:
         parts = relpath.split("/")
@@ -78,19 +91,9 @@ class _Candidate:
 
 
 ReadyCallback = Callable[[Path, str, int, int], None]  # path, relpath, size, mtime_ns
+FolderCallback = Callable[[str, int], None]  # relpath, mtime_ns
+UnreadableCallback = Callable[[str, str], None]  # relpath of a folder, why it cannot be read
 CrashCallback = Callable[[str, BaseException], None]  # thread name, what ended it
-
-
-def shown_name(relpath: str) -> str:
-    """`relpath` fit for one line of a message: bytes of a name that is not UTF-8 (which
-    Python holds as surrogate escapes, and no terminal or log can print) as `\\xNN`, control
-    characters escaped."""
-    try:
-        raw = relpath.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no file name decodes to: show it as a code point
-        raw = relpath.encode("utf-8", "backslashreplace")
-    text = raw.decode("utf-8", "backslashreplace")
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 class _Funnel(FileSystemEventHandler):
@@ -100,9 +103,11 @@ class _Funnel(FileSystemEventHandler):
         self.events = events
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory and event.event_type != "moved":
+        if event.is_directory:
             if event.event_type == "created":
                 self.events.put(("rescan", os.fsdecode(event.src_path)))
+            elif event.event_type == "moved":
+                self.events.put(("rescan", os.fsdecode(event.dest_path)))
             return
         if event.event_type == "moved":
             self.events.put(("moved", os.fsdecode(event.dest_path)))
@@ -126,8 +131,11 @@ class FolderWatcher:
         file_filter: FileFilter = FileFilter(),
         use_polling: bool = False,
         quiet_seconds: float = 3.0,
+        settle_seconds: float = DEFAULT_SETTLE_S,
         rescan_seconds: float = 60.0,
         is_known: Callable[[str, int, int], bool] = lambda *_: False,
+        on_folder: FolderCallback | None = None,
+        on_unreadable: UnreadableCallback | None = None,
         on_crash: CrashCallback | None = None,
     ) -> None:
         self.folder = folder.resolve()
@@ -136,9 +144,14 @@ class FolderWatcher:
         self.filter = file_filter
         self.use_polling = use_polling or not sys.platform.startswith("linux")
         self.quiet_seconds = quiet_seconds
+        self.settle_seconds = settle_seconds
         self.rescan_seconds = rescan_seconds
         self.is_known = is_known
+        self.on_folder = on_folder
+        self.on_unreadable = on_unreadable or self._report_unreadable
         self.on_crash = on_crash or self._report_crash
+        self._folders: set[str] = set()  # folders reported (relpaths)
+        self._unreadable: set[str] = set()  # folders reported as unreadable, until readable again
         self._events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._candidates: dict[str, _Candidate] = {}
         self._sent: dict[str, tuple[int, int]] = {}
@@ -168,6 +181,10 @@ class FolderWatcher:
         except BaseException as exc:  # a watcher gone silently would leave every later file unsent, unseen
             self.on_crash(self._thread.name, exc)
 
+    def _report_unreadable(self, rel: str, why: str) -> None:
+        self.sink(Notice(level="error", message=f"cannot read folder {shown_name(rel)}: {why}; its files are not sent",
+                         at=time.time()))
+
     def _report_crash(self, name: str, exc: BaseException) -> None:
         self.sink(Notice(level="error", message=f"thread {name} died ({exc!r}): no new file is picked up",
                          at=time.time()))
@@ -184,44 +201,80 @@ class FolderWatcher:
 
     def _run(self) -> None:
         self._scan()
-        self._release_ready()  # files that were already complete go at once, not after a tick
         next_scan = time.monotonic() + self.rescan_seconds
         while not self._stop.is_set():
-            deadline = time.monotonic() + TICK_S
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    kind, path = self._events.get(timeout=left)
-                except queue.Empty:
-                    break
+            due = self._release_ready()
+            wait = min(due, next_scan, time.monotonic() + IDLE_WAIT_S) - time.monotonic()
+            try:
+                kind, path = self._events.get(timeout=max(0.0, wait))
+            except queue.Empty:
+                pass
+            else:
                 if kind == "rescan":
                     self._scan(Path(path))
                 else:
                     self._observe_safely(Path(path), kind)
-            self._release_ready()
             if time.monotonic() >= next_scan:
                 self._scan()
                 next_scan = time.monotonic() + self.rescan_seconds
 
-    def _relpath(self, path: Path) -> str | None:
+    def _relpath(self, path: Path, folder: bool = False) -> str | None:
         try:
             rel = path.relative_to(self.folder).as_posix()
         except ValueError:
             return None
-        return rel if self.filter.accepts(rel) else None
+        if rel == ".":
+            return "" if folder else None
+        accepted = self.filter.accepts_folder(rel) if folder else self.filter.accepts(rel)
+        return rel if accepted else None
 
     def _scan(self, top: Path | None = None) -> None:
         """Consider every file under `top` (the whole folder by default), letting go of
         those ready every RELEASE_EVERY: the first files of a full folder are on their way
         while the rest is scanned."""
         seen = 0
-        for root, dirs, files in os.walk(top or self.folder):
+        failed: set[str] = set()
+        top = top or self.folder
+        self._folder_found(top)
+        for root, dirs, files in os.walk(top, onerror=lambda exc: self._unreadable_found(exc, failed)):
             if not self.filter.include_hidden:
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in dirs:
+                self._folder_found(Path(root) / name)
             for name in files:
                 self._observe_safely(Path(root) / name, "scan")
                 seen += 1
                 if seen % RELEASE_EVERY == 0:
                     self._release_ready()
+        if top == self.folder:  # a whole scan: folders readable again may fail (and be told) anew
+            self._unreadable &= failed
+
+    def _folder_found(self, path: Path) -> None:
+        """Report each accepted folder once (it may be empty: the far side recreates it)."""
+        rel = self._relpath(path, folder=True)
+        if not rel or rel in self._folders or self.on_folder is None:
+            return
+        try:
+            st = path.lstat()
+        except OSError:
+            return
+        if not path.is_dir() or path.is_symlink():
+            return
+        self._folders.add(rel)
+        try:
+            self.on_folder(rel, st.st_mtime_ns)
+        except Exception as exc:
+            self._file_failed(rel, exc)
+
+    def _unreadable_found(self, exc: OSError, failed: set[str]) -> None:
+        """os.walk could not list a folder: said once (until it can be read again)."""
+        rel = self._relpath(Path(exc.filename), folder=True) if exc.filename else None
+        if rel is None or isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            return  # (gone meanwhile: nothing to send)
+        failed.add(rel)
+        if rel not in self._unreadable:
+            self._unreadable.add(rel)
+            self.on_unreadable(rel or ".", exc.strerror or str(exc))
 
     def _observe(self, path: Path, kind: str) -> None:
         """Update a file's candidacy; `kind` is scan, created, modified, closed or moved."""
@@ -256,15 +309,21 @@ class FolderWatcher:
         elif closed:
             old.closed = True
 
-    def _release_ready(self) -> None:
+    def _due_at(self, cand: _Candidate) -> float:
+        """When a candidate unchanged since `changed_at` becomes ready (monotonic time)."""
+        if self.use_polling:
+            return cand.changed_at + self.quiet_seconds
+        due = cand.changed_at + self.settle_seconds if cand.closed else math.inf  # (open: its close decides)
+        return min(due, cand.changed_at + self.quiet_seconds) if cand.by_quiet else due
+
+    def _release_ready(self) -> float:
+        """Let go of the candidates that are ready; returns when the next one is due."""
         now = time.monotonic()
+        next_due = math.inf
         for rel, cand in list(self._candidates.items()):
-            waited = now - cand.changed_at
-            if self.use_polling:
-                due = waited >= self.quiet_seconds
-            else:
-                due = (cand.closed and waited >= CLOSE_SETTLE_S) or (cand.by_quiet and waited >= self.quiet_seconds)
-            if not due:
+            due = self._due_at(cand)
+            if due > now:
+                next_due = min(next_due, due)
                 continue
             path = self.folder / rel
             try:
@@ -274,6 +333,7 @@ class FolderWatcher:
                 continue
             if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
                 cand.size, cand.mtime_ns, cand.changed_at, cand.closed = st.st_size, st.st_mtime_ns, now, False
+                next_due = min(next_due, self._due_at(cand))
                 continue
             del self._candidates[rel]
             self._sent[rel] = (st.st_size, st.st_mtime_ns)
@@ -282,3 +342,4 @@ class FolderWatcher:
                     self.on_ready(path, rel, st.st_size, st.st_mtime_ns)
             except Exception as exc:
                 self._file_failed(rel, exc)
+        return next_due

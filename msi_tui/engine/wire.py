@@ -1,16 +1,16 @@
-"""The record format on the topic (versions 1 to 4); docs/record-format.md describes it.
+"""The record format on the topic (version 5, the one version); docs/record-format.md
+describes it.
 
 Every record of one upload has the upload id as its key, so all of a file's records land in
 one partition and meet in one consumer, in the order they were sent (the uploader's
-producer is idempotent). Metadata travels in headers; the value is the raw chunk bytes.
-After the last chunk the uploader sends an `end` record carrying the digest of the whole
-file (computed while reading, so each byte is read once), or an `abort` record when the file
-changed underneath and the upload is withdrawn. Versions 1 and 2 differ only in that digest:
-SHA-256 in version 1, BLAKE3 in version 2. Version 3 is version 2 with lighter chunks: the
-first chunk, the `end` and the `abort` record carry everything, every later chunk only its
-index, which spares a header parse per chunk on both sides. Version 4 is version 3 with an
-XXH3-128 digest. The version is in every record, so a reader knows from the first chunk
-which digest to compute.
+producer is idempotent). Metadata travels in headers; the value is the raw chunk bytes. The
+first chunk, the `end` and the `abort` record carry every fact of the file (its path's bytes
+as they are, a name need not be UTF-8; its size, chunk size, digest algorithm, source and
+modification time); every later chunk only its index, which spares a header parse per
+chunk on both sides. After the last chunk the uploader sends an `end` record carrying the
+digest of the whole file (computed while reading, so each byte is read once), or an `abort`
+record when the upload is withdrawn. A `dir` record names a folder of the source, which may
+be empty.
 """
 
 from __future__ import annotations
@@ -18,30 +18,22 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from typing import Literal, NamedTuple, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
-from msi_tui.engine.digest import DEFAULT, HEX_DIGITS, Algorithm
+from msi_tui.engine.digest import ALGORITHMS, DEFAULT, HEX_DIGITS, Algorithm
 
-# Version -> (digest algorithm, header of the end record carrying it)
-VERSIONS: dict[bytes, tuple[Algorithm, str]] = {
-    b"1": ("sha256", "msi.sha256"),
-    b"2": ("blake3", "msi.blake3"),
-    b"3": ("blake3", "msi.blake3"),
-    b"4": ("xxh128", "msi.xxh128"),
-}
-# What the uploader sends. SHA-256 stays on version 1, which readers of every version know.
-_VERSION_OF: dict[str, bytes] = {"sha256": b"1", "blake3": b"3", "xxh128": b"4"}
+VERSION = b"5"
 MAGIC = b"msi-tui"
 _MAGIC_HEADER = ("msi", MAGIC)
-# Versions whose chunks after an upload's first carry only their index.
-_LIGHT_HEADERS = frozenset(("msi.v", v) for v in (b"3", b"4"))
+_VERSION_HEADER = ("msi.v", VERSION)
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 RESERVED_PREFIX = ".msi-tui-"  # the reconstructor's own folders in its output (staging, quarantine)
 
-_KNOWN = ", ".join(v.decode() for v in VERSIONS)
-Kind = Literal["chunk", "end", "abort"]
-_KINDS: frozenset[str] = frozenset(("chunk", "end", "abort"))
+Kind = Literal["chunk", "end", "abort", "dir"]
+_KINDS: frozenset[str] = frozenset(("chunk", "end", "abort", "dir"))
+_ALGORITHMS: dict[bytes, Algorithm] = {a.encode(): a for a in ALGORITHMS}
+MAX_SOURCE_BYTES = 64
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"[0-9a-f]+")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -50,7 +42,7 @@ Headers = list[tuple[str, bytes]]
 
 
 class WireError(ValueError):
-    """A record that is not a valid msi-tui record of a version this reader knows."""
+    """A record that is not a valid msi-tui record of the version this reader knows."""
 
 
 class RecordMeta(NamedTuple):
@@ -65,7 +57,9 @@ class RecordMeta(NamedTuple):
     count: int
     index: int = 0
     digest: str = ""  # end records: the whole file's digest, hex
-    algorithm: Algorithm = DEFAULT  # which digest the upload carries (from its format version)
+    algorithm: Algorithm = DEFAULT  # which digest the upload carries
+    source: str = ""  # the uploader's source name (version 5; "" before)
+    mtime_ns: int = 0  # the file's modification time at its source (version 5; 0: unknown)
 
     def chunk_length(self, index: int) -> int:
         """The exact byte length chunk `index` must have."""
@@ -83,30 +77,57 @@ def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorithm: Algorithm = DEFAULT) -> Headers:
+def path_bytes(path: str) -> bytes:
+    """A path as its file system bytes: a name that is not UTF-8 is held by Python with
+    surrogate escapes, which give back the very bytes."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorithm: Algorithm = DEFAULT,
+                 source: str = "", mtime_ns: int = 0) -> Headers:
     """The headers shared by every record of one upload (built once per file)."""
     return [
         _MAGIC_HEADER,
-        ("msi.v", _VERSION_OF[algorithm]),
+        _VERSION_HEADER,
         ("msi.id", upload_id.encode()),
-        ("msi.path", path.encode("utf-8")),
+        ("msi.path", path_bytes(path)),
         ("msi.size", str(size).encode()),
         ("msi.csize", str(chunk_size).encode()),
         ("msi.count", str(chunk_count(size, chunk_size)).encode()),
+        ("msi.algo", algorithm.encode()),
+        ("msi.source", source.encode()),
+        ("msi.mtime", str(mtime_ns).encode()),
     ]
 
 
+def dir_headers(upload_id: str, path: str, source: str, mtime_ns: int) -> Headers:
+    """A `dir` record: the folder `path` exists at the source (it may be empty)."""
+    return file_headers(upload_id, path, 0, 1, DEFAULT, source, mtime_ns) + [("msi.kind", b"dir")]
+
+
+def check_source(source: str) -> str:
+    """A source name is one folder name of at most MAX_SOURCE_BYTES (it may become one, see
+    --by-source); returns it, or raises WireError saying why not."""
+    raw = source.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > MAX_SOURCE_BYTES:
+        raise WireError(f"a source name has 1 to {MAX_SOURCE_BYTES} bytes")
+    if "/" in source or source in (".", "..") or source.startswith(RESERVED_PREFIX):
+        raise WireError("a source name is one folder name (no '/', not '.' or '..')")
+    check_relative_path(raw)
+    return source
+
+
 def chunk_headers(common: Headers, index: int) -> Headers:
-    if index and common[1] in _LIGHT_HEADERS:
-        return [common[0], common[1], ("msi.index", str(index).encode())]
+    if index:
+        return [_MAGIC_HEADER, _VERSION_HEADER, ("msi.index", str(index).encode())]
     return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
 
 
 def next_chunk_index(headers: Sequence[tuple[str, bytes | None]] | None) -> int | None:
-    """The index a version-3 or -4 chunk after its upload's first carries (exactly the
-    headers msi, msi.v and msi.index); None for any other record, which `decode` then reads.
-    What else the chunk needs comes from the upload's first chunk, read before it."""
-    if headers is None or len(headers) != 3 or headers[1] not in _LIGHT_HEADERS or headers[0] != _MAGIC_HEADER:
+    """The index a chunk after its upload's first carries (exactly the headers msi, msi.v and
+    msi.index); None for any other record, which `decode` then reads. What else the chunk
+    needs comes from the upload's first chunk, read before it."""
+    if headers is None or len(headers) != 3 or headers[1] != _VERSION_HEADER or headers[0] != _MAGIC_HEADER:
         return None
     name, raw = headers[2]
     if name != "msi.index":
@@ -123,8 +144,8 @@ def check_index(index: int, count: int) -> None:
 
 
 def end_headers(common: Headers, digest_hex: str) -> Headers:
-    """The closing record's headers; the digest is the one `common`'s version names."""
-    return common + [("msi.kind", b"end"), (VERSIONS[dict(common)["msi.v"]][1], digest_hex.encode())]
+    """The closing record's headers; the digest is of the algorithm `common` names."""
+    return common + [("msi.kind", b"end"), ("msi.digest", digest_hex.encode())]
 
 
 def abort_headers(common: Headers) -> Headers:
@@ -145,6 +166,11 @@ def _int(fields: dict[str, bytes], name: str) -> int:
     return int(raw)
 
 
+def decoder(max_size: int) -> Callable[[Sequence[tuple[str, bytes | None]] | None], RecordMeta]:
+    """`decode` with the size limit given."""
+    return functools.partial(decode, max_size=max_size)
+
+
 def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) -> RecordMeta:
     """Validate a record's headers and return its metadata, or raise WireError saying why.
 
@@ -160,10 +186,19 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     if fields.get("msi") != MAGIC:
         raise WireError("not an msi-tui record")
     version = fields.get("msi.v", b"")
-    if version not in VERSIONS:
+    if version != VERSION:
         shown = version[:16].decode("ascii", "replace")
-        raise WireError(f"record format version {shown!r} is not known to this reader (knows {_KNOWN})")
-    algorithm, digest_header = VERSIONS[version]
+        raise WireError(f"record format version {shown!r} is not known to this reader (knows {VERSION.decode()})")
+    algorithm = _ALGORITHMS.get(fields.get("msi.algo", b""))
+    if algorithm is None:
+        raise WireError("header msi.algo names no digest this reader knows")
+    try:
+        source = fields.get("msi.source", b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("header msi.source is not UTF-8") from None
+    if len(source) > MAX_SOURCE_BYTES or any(unicodedata.category(c) == "Cc" for c in source):
+        raise WireError("header msi.source is too long or has a control character")
+    mtime_ns = _int(fields, "msi.mtime")
     kind = fields.get("msi.kind", b"").decode("ascii", "replace")
     if kind not in _KINDS:
         raise WireError(f"unknown record kind {kind[:16]!r}")
@@ -185,10 +220,11 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
         index = _int(fields, "msi.index")
         check_index(index, count)
     elif kind == "end":
-        digest = fields.get(digest_header, b"").decode("ascii", "replace")
+        digest = fields.get("msi.digest", b"").decode("ascii", "replace")
         if len(digest) != HEX_DIGITS[algorithm] or not _HEX.fullmatch(digest):
-            raise WireError(f"bad or missing {digest_header} in end record")
-    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm)  # type: ignore[arg-type]
+            raise WireError("bad or missing msi.digest in end record")
+    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm,  # type: ignore[arg-type]
+                      source, mtime_ns)
 
 
 @functools.lru_cache(maxsize=4096)  # every record of an upload repeats its path
@@ -197,16 +233,14 @@ def check_relative_path(raw: bytes) -> str:
 
     Refuses what could escape or surprise the output folder: absolute paths, `..`, `.`,
     empty parts, backslashes, drive letters, NUL and control characters, overlong names,
-    and the reconstructor's own `.msi-tui-*` folders.
+    and the reconstructor's own `.msi-tui-*` folders. Bytes that are not UTF-8 are kept as
+    surrogate escapes: written to a Linux file system, the name has the sender's bytes.
     """
     if not raw:
         raise WireError("empty path")
     if len(raw) > MAX_PATH_BYTES:
         raise WireError("path too long")
-    try:
-        path = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WireError("path is not UTF-8") from None
+    path = raw.decode("utf-8", "surrogateescape")
     if any(unicodedata.category(c) == "Cc" for c in path):
         raise WireError("path contains a control character or NUL")
     if "\\" in path:
@@ -221,35 +255,18 @@ def check_relative_path(raw: bytes) -> str:
     for part in parts:
         if part in ("", ".", ".."):
             raise WireError(f"path has a forbidden part {part!r}")
-        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+        if len(path_bytes(part)) > MAX_NAME_BYTES:
             raise WireError("a name in the path is too long")
     return path
 
 
-class Decoder:
-    """`decode` with a shortcut for the common case, the next chunk of an upload just seen:
-    its first eight headers equal those of an earlier, fully checked record of the upload,
-    so only the index is new. Not thread safe: one per thread."""
-
-    KNOWN = 1024  # uploads remembered
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._known: dict[bytes | None, tuple[list, RecordMeta]] = {}
-
-    def __call__(self, headers: Sequence[tuple[str, bytes | None]] | None) -> RecordMeta:
-        if headers and len(headers) == 9:
-            known = self._known.get(headers[2][1])
-            if known is not None and headers[:8] == known[0]:
-                raw = headers[8][1]
-                if raw is not None and _is_count(raw):
-                    index, m = int(raw), known[1]
-                    if index < m.count:
-                        return RecordMeta("chunk", m.upload_id, m.path, m.size, m.chunk_size, m.count, index, "",
-                                          m.algorithm)
-        meta = decode(headers, self.max_size)
-        if meta.kind == "chunk" and len(headers) == 9 and headers[8][0] == "msi.index":  # type: ignore[arg-type]
-            if len(self._known) >= self.KNOWN:
-                del self._known[next(iter(self._known))]
-            self._known[headers[2][1]] = (list(headers[:8]), meta)  # type: ignore[index]
-        return meta
+def shown_name(relpath: str) -> str:
+    """`relpath` fit for one line of a message: bytes of a name that is not UTF-8 (which
+    Python holds as surrogate escapes, and no terminal or log can print) as `\\xNN`, control
+    characters escaped."""
+    try:
+        raw = relpath.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: show it as a code point
+        raw = relpath.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)

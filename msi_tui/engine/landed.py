@@ -1,0 +1,72 @@
+"""Whether uploads an earlier run left unfinished actually ended on the topic.
+
+An uploader killed after the broker acknowledged a file's `end` record, but before it wrote
+that down, must not send the file again (it would be published twice, and the copy would
+stay on the topic for every later consumer group). The registry marks an upload `ending`
+before its `end` record is produced and names the partition it goes to, so a restart reads
+only that partition, from the upload's start, for the upload's `end` or `abort` record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings
+from msi_tui.engine.registry import Unfinished
+
+CLOCK_SLACK_MS = 60_000  # records are looked for from this long before the upload began
+LOOK_TIMEOUT_S = 30.0
+READER_GROUP = "msi-tui-restart-check"  # librdkafka wants one; the reader never joins or commits
+
+
+def ended_on_topic(config: ClusterConfig, topic: str, uploads: Iterable[Unfinished]) -> dict[str, str]:
+    """Upload id -> `end` or `abort` for those of `uploads` whose closing record is on the
+    topic. An upload not found (or not looked for: the topic could not be read in time) is
+    absent: the caller withdraws it and sends the file again, a duplicate at worst, never a
+    loss."""
+    wanted: dict[int, dict[bytes, Unfinished]] = defaultdict(dict)
+    for u in uploads:
+        if u.partition >= 0:
+            wanted[u.partition][u.upload_id.encode()] = u
+    if not wanted:
+        return {}
+    consumer = Consumer({**admin_settings(config), "logger": KAFKA_LOG, "group.id": READER_GROUP,
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    found: dict[str, str] = {}
+    try:
+        starts = [TopicPartition(topic, p, int(min(u.began for u in ids.values()) * 1000) - CLOCK_SLACK_MS)
+                  for p, ids in wanted.items()]
+        starts = consumer.offsets_for_times(starts, LOOK_TIMEOUT_S)
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, LOOK_TIMEOUT_S)[1] for tp in starts}
+        reading = [tp for tp in starts if tp.offset >= 0 and tp.offset < ends[tp.partition]]
+        if not reading:
+            return found
+        consumer.assign(reading)
+        left = {tp.partition for tp in reading}
+        deadline = time.monotonic() + LOOK_TIMEOUT_S
+        while left and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                p = msg.partition()
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        left.discard(p)
+                    continue
+                if p not in left:
+                    continue
+                u = wanted[p].get(msg.key() or b"")
+                if u is not None:
+                    kind = dict(msg.headers() or ()).get("msi.kind")
+                    if kind in (b"end", b"abort"):
+                        found[u.upload_id] = kind.decode()
+                if msg.offset() + 1 >= ends[p] or all(uid.decode() in found for uid in wanted[p]):
+                    left.discard(p)
+    except KafkaException as exc:
+        KAFKA_LOG.warning("looking for unfinished uploads on %s: %s", topic, exc)
+    finally:
+        consumer.close()
+    return found
