@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from msi_tui.engine import upload as upload_module
+from msi_tui.engine import upload_job
 from msi_tui.engine import wire
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import (
@@ -236,6 +237,7 @@ def test_upload_file_interrupted_withdraws_its_upload_and_fails(kafka_bootstrap:
 def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_resumed(
         kafka_bootstrap: str, topic: str, reader: TopicReader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     held_s = 0.5
+    monkeypatch.setattr(upload_job, "HELD_MID_FILE_S", held_s)
     monkeypatch.setattr(upload_module, "HELD_MID_FILE_S", held_s)
     big = tmp_path / "big.bin"
     size, chunk_size = 2 << 20, 16384
@@ -251,7 +253,7 @@ def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_r
     try:
         uploader.enqueue_file(big)
         first = wait_until(lambda: sink.of(FileUploadStarted), "the upload to start")[0].upload_id
-        wait_until(lambda: uploader.snapshot().chunks_delivered >= upload_module.REPORT_EVERY,
+        wait_until(lambda: uploader.snapshot().chunks_delivered >= upload_job.REPORT_EVERY,
                    "its first chunks acknowledged", every=0.01)
         uploader.pause()
         # Had the file been sent whole before the pause took hold, no notice would come.
@@ -285,7 +287,7 @@ def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_r
     assert [r.upload_id for r in records if r.kind == "abort"] == [first]
     assert {r.upload_id for r in records} == {first, second}
     sent_first = reader.count("chunk", first)
-    assert upload_module.REPORT_EVERY <= sent_first < chunks and reader.count("end", first) == 0
+    assert upload_job.REPORT_EVERY <= sent_first < chunks and reader.count("end", first) == 0
     # One partition: the withdrawal reaches reconstructors before anything of the new upload.
     ids = [r.upload_id for r in records]
     assert ids.index(second) > [r.kind for r in records].index("abort") == ids.index(first) + sent_first

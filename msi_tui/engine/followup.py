@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from confluent_kafka.admin import AdminClient
+
+from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import FileFailedThere, FileVerified, Notice, Sink
-from msi_tui.engine.receipts import Receipt
+from msi_tui.engine.receipts import Receipt, ReceiptBook
 from msi_tui.engine.registry import Registry, Sent
 from msi_tui.engine.stats import UploadStats
 from msi_tui.engine.wire import shown_name
@@ -58,6 +61,14 @@ class Followup:
         self._overdue_told = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def follow(self, config: ClusterConfig, data_topic: str, admin: AdminClient) -> ReceiptBook | None:
+        """Follow the receipts topic of `data_topic`, in every group; the book, or None when
+        the topic cannot be followed (then said, see start)."""
+        book = ReceiptBook(config, data_topic, None, on_receipt=self.take)
+        book.start(admin, write=False)
+        self.start(book.unavailable)
+        return book if book.active else None
 
     def start(self, unavailable: str | None) -> None:
         """Take over what earlier runs delivered and no receipt settled; start the thread

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings
-from msi_tui.engine.registry import Unfinished
+from msi_tui.engine.registry import Registry, Unfinished
 
 CLOCK_SLACK_MS = 60_000  # records are looked for from this long before the upload began
 LOOK_TIMEOUT_S = 30.0
@@ -70,3 +72,33 @@ def ended_on_topic(config: ClusterConfig, topic: str, uploads: Iterable[Unfinish
     finally:
         consumer.close()
     return found
+
+
+def settle_unfinished(config: ClusterConfig, topic: str, registry: Registry, unfinished: list[Unfinished],
+                      sink: Sink) -> list[tuple[str, wire.Headers, int]]:
+    """Record as done the uploads of `unfinished` whose `end` record is on the topic (they
+    were sent: the file is not sent again), and return the abort records that withdraw the
+    others, as (upload id, headers, partition): reconstructors hold their staged files and
+    their partitions' offsets until an abort comes."""
+    ending = [u for u in unfinished if u.state == "ending"]
+    ended = ended_on_topic(config, topic, ending) if ending else {}
+    withdraw = []
+    for u in unfinished:
+        if ended.get(u.upload_id) == "end":
+            registry.finish(u.upload_id, "done")
+            if u.folder:
+                registry.mark(u.relpath, u.size, u.mtime_ns, u.upload_id, u.chunk_size, "done", u.folder)
+            continue
+        # (a reconstructor matches an abort to its upload by id and partition only)
+        headers = wire.abort_headers(wire.file_headers(u.upload_id, u.relpath, u.size, u.chunk_size, u.digest))
+        withdraw.append((u.upload_id, headers, u.partition))
+    if withdraw:
+        n = len(withdraw)
+        sink(Notice(level="info", at=time.time(), message=(
+            f"withdrawing {n} unfinished upload{'' if n == 1 else 's'} an earlier run left (an abort record each)")))
+    if len(unfinished) > len(withdraw):
+        n = len(unfinished) - len(withdraw)
+        sink(Notice(level="info", at=time.time(), message=(
+            f"{n} upload{'' if n == 1 else 's'} an earlier run left unrecorded had reached the topic whole: "
+            "not sent again")))
+    return withdraw

@@ -23,8 +23,15 @@ from confluent_kafka import Message
 
 from msi_tui.engine import digest, wire
 from msi_tui.engine.assembly import Assembly, DiskWriter
-from msi_tui.engine.events import (FileKeptBoth, FileQuarantined, FileReconstructed, Notice, RecordRejected, Sink,
-                                   UploadNotRebuilt)
+from msi_tui.engine.events import (
+    FileKeptBoth,
+    FileQuarantined,
+    FileReconstructed,
+    Notice,
+    RecordRejected,
+    Sink,
+    UploadNotRebuilt,
+)
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
 from msi_tui.engine.journal import Journal
 from msi_tui.engine.ledger import Ledger
@@ -240,7 +247,7 @@ class Rebuilder:
                                     source=meta.source)
         elif not self._goes_on(msg, assembly):
             return
-        elif not assembly.matches(meta):
+        elif meta.kind != "abort" and not assembly.matches(meta):  # (an abort needs only the id)
             self._reject(msg, _DISAGREES)
             return
         if meta.kind == "abort":

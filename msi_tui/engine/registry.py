@@ -27,6 +27,7 @@ from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm
 from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.liveness import held, hold
+from msi_tui.errors import OperatorError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -136,6 +137,14 @@ class Registry:
         self._owner_fd = hold(self._owners / self.owner)  # until close, or until the process dies
         self._sweep_owners()
         self._db = self._open(db_path, sink)
+
+    @classmethod
+    def open(cls, db_path: Path, destination: str, folder: Path | None, sink: Sink) -> Registry:
+        """The registry in `db_path`, or an OperatorError saying why it cannot be opened."""
+        try:
+            return cls(db_path, destination, folder, sink)
+        except (OSError, sqlite3.Error) as exc:
+            raise OperatorError(f"cannot open the upload registry {db_path}: {exc}") from None
 
     @staticmethod
     def _open(db_path: Path, sink: Sink) -> sqlite3.Connection:
