@@ -9,6 +9,7 @@ from pathlib import Path
 from msi_tui.engine.config import ClusterConfig, load_config
 from msi_tui.engine.reconstruct import Reconstructor
 from msi_tui.engine.upload import Uploader
+from msi_tui.options import reconstruct_settings, upload_settings
 
 LOCAL_BOOTSTRAP = "127.0.0.1:9092"
 DEMO_FILES = {
@@ -43,7 +44,6 @@ def prepare_demo(folder: Path) -> tuple[Path, Path]:
 
 def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
     """`msi-tui`, `msi-tui demo`, and `msi-tui upload|reconstruct DIR` with a terminal."""
-    from msi_tui.cli import reconstruct_settings, upload_settings
     from msi_tui.tui.app import run_app
     from msi_tui.tui.context import AppContext
     from msi_tui.tui.event_buffer import EventBuffer

@@ -163,7 +163,7 @@ def test_seed_entry_points_check_options_too(tmp_path: Path) -> None:
 
 
 def test_chunk_size_bound_follows_the_configs_message_max_bytes(tmp_path: Path) -> None:
-    from msi_tui.cli import check_chunk_size
+    from msi_tui.options import check_chunk_size
     from msi_tui.engine.config import ClusterConfig
     from msi_tui.errors import OperatorError
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msi_tui.cli import build_parser, reconstruct_settings
+from msi_tui.options import build_parser, reconstruct_settings
 from msi_tui.engine import assembly as assembly_module
 from msi_tui.engine import rebuild as rebuild_module
 from msi_tui.engine import wire
