@@ -19,10 +19,11 @@ from typing import Any, Callable, Coroutine, Iterator
 import pytest
 
 from msi_tui.engine.events import (
-    FileQueued,
+    FileFailedThere,
     FileReconstructed,
     FileUploaded,
     FileUploadStarted,
+    FileVerified,
     Notice,
     RecordRejected,
 )
@@ -34,6 +35,9 @@ from msi_tui.tui.event_buffer import EventBuffer
 FIXED_NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC: every scripted time counts from here
 MB = 1_000_000
 CHUNK = 1 * MB
+SOURCE = "scope-7"  # the uploader's source name (`upload --source`)
+OTHER_SOURCE = "scope-3"  # another instrument sending to the same reconstructor
+DESTINATION = "archive-1"  # the reconstructor's host, as its receipts name it
 
 
 class FakeService:
@@ -97,14 +101,15 @@ class FakeUploader(FakeService):
 
     running_state = "watching"
 
-    def __init__(self, folder: Path | None = Path("/data/scope-7"), start_error: str | None = None) -> None:
+    def __init__(self, folder: Path | None = Path("/data/scope-7"), start_error: str | None = None,
+                 source: str = SOURCE) -> None:
         super().__init__(start_error)
         self.folder = folder
         self.enqueued: list[Path] = []
         self.snap = UploadSnapshot(
             state="starting", files_queued=0, files_in_progress=0, files_done=0,
             files_failed=0, chunks_produced=0, chunks_delivered=0, bytes_delivered=0,
-            pending_deliveries=0, connection="connecting", taken_at=FIXED_NOW,
+            pending_deliveries=0, connection="connecting", taken_at=FIXED_NOW, source=source,
         )
 
     def snapshot(self) -> UploadSnapshot:
@@ -203,43 +208,61 @@ RATES_MB = [min(180, 40 + 6 * i) + (i * 37 % 23) for i in range(120)]
 
 
 def _progress(path: str, size_mb: int, done: int, state: str, started: float,
-              finished: float | None = None) -> FileProgress:
+              finished: float | None = None, source: str = SOURCE, where: str = "") -> FileProgress:
     total = max(1, size_mb)
     return FileProgress(path=path, size=size_mb * MB, chunks_done=done, chunks_total=total,
-                        state=state, started=started, finished=finished)
+                        state=state, started=started, finished=finished, source=source, where=where)
+
+
+def _verified_at(path: str) -> str:
+    """Where a receipt says the reconstructor published `path` (as FileProgress.where)."""
+    return f"{DESTINATION}:/data/received/{path}"
+
+
+QUARANTINE_REASON = "digest mismatch: the rebuilt file differs from the one sent"
 
 
 def mid_transfer_upload(up: FakeUploader) -> None:
-    """Numbers and files of an uploader halfway through a morning's acquisitions."""
+    """Numbers and files of an uploader halfway through a morning's acquisitions: one file
+    sending, one queued, and the finished ones in each state a receipt leaves them in
+    (sent and awaiting its receipt, verified at the destination, quarantined there) or failed
+    here. Newest finished first, so 80x24 shows one of each kind."""
     t = FIXED_NOW - 60
     up.set(
         taken_at=up.snapshot().taken_at + 61.2,  # ~80 MB/s since the last reading
-        state="watching", connection="connected", files_queued=3, files_in_progress=2,
+        state="watching", connection="connected", files_queued=1, files_in_progress=1,
         files_done=41, files_failed=1, chunks_produced=5_210, chunks_delivered=4_892,
         bytes_delivered=4_892 * MB, pending_deliveries=318,
+        files_verified=38, awaiting_receipt=2, files_failed_there=1, receipts="following",
         files=(
-            _progress("run-0412/scan-041.h5", 120, 120, "done", t, t + 2),
-            _progress("run-0412/scan-042.h5", 120, 120, "done", t + 3, t + 5),
-            _progress("run-0412/bad-header.h5", 4, 1, "failed", t + 6, t + 7),
-            _progress("run-0412/scan-043.h5", 120, 77, "sending", t + 8),
+            _progress("run-0412/scan-041.h5", 120, 120, "verified", t, t + 2,
+                      where=_verified_at("run-0412/scan-041.h5")),
+            _progress("run-0412/bad-header.h5", 4, 1, "failed", t + 3, t + 4),
+            _progress("run-0412/scan-042.h5", 120, 120, "verified", t + 3, t + 5,
+                      where=_verified_at("run-0412/scan-042.h5")),
+            _progress("run-0412/calib-07.h5", 6, 6, "quarantined there", t + 6, t + 7,
+                      where=QUARANTINE_REASON),
+            _progress("run-0412/scan-043.h5", 120, 120, "done", t + 6, t + 8),
             _progress("run-0412/scan-044.h5", 120, 12, "sending", t + 9),
             _progress("run-0412/scan-045.h5", 120, 0, "queued", t + 10),
-            _progress("run-0412/overview.png", 3, 0, "queued", t + 11),
         ),
     )
 
 
 def mid_transfer_reconstruct(rec: FakeReconstructor) -> None:
-    """Numbers and files of a reconstructor a little behind the uploader."""
+    """Numbers and files of a reconstructor a little behind the uploader, taking files from
+    two instruments."""
     t = FIXED_NOW - 60
     rec.set(
         taken_at=rec.snapshot().taken_at + 61.2,
         state="consuming", connection="connected", messages_read=4_870, files_completed=40,
-        files_in_progress=2, files_quarantined=0, records_rejected=1,
+        files_in_progress=2, files_quarantined=1, records_rejected=1,
         bytes_written=4_801 * MB, threads=3, lag=22,
         files=(
-            _progress("run-0412/scan-041.h5", 120, 120, "done", t + 1, t + 3),
-            _progress("run-0412/scan-042.h5", 120, 120, "done", t + 4, t + 6),
+            _progress("run-0412/scan-041.h5", 120, 120, "verified", t + 1, t + 3),
+            _progress("run-0412/scan-042.h5", 120, 120, "verified", t + 4, t + 6),
+            _progress("run-0098/trace_01.trc", 2, 2, "verified", t + 5, t + 6.5, source=OTHER_SOURCE),
+            _progress("run-0412/calib-07.h5", 6, 6, "quarantined", t + 7, t + 7.5),
             _progress("run-0412/scan-043.h5", 120, 70, "receiving", t + 9),
             _progress("run-0412/scan-044.h5", 120, 5, "receiving", t + 10),
         ),
@@ -253,13 +276,16 @@ def mid_transfer_events(events: EventBuffer) -> None:
         FileUploaded(path="run-0412/scan-042.h5", size=120 * MB, chunks=120, upload_id="u42",
                      seconds=2.1, at=t),
         FileReconstructed(path="run-0412/scan-042.h5", size=120 * MB, upload_id="u42",
-                          seconds=2.4, at=t + 1),
+                          seconds=2.4, source=SOURCE, at=t + 1),
+        FileVerified(path="run-0412/scan-042.h5", upload_id="u42", host=DESTINATION,
+                     output="/data/received", saved_as="run-0412/scan-042.h5", at=t + 2),
         FileUploadStarted(path="run-0412/scan-044.h5", size=120 * MB, chunks=120,
-                          upload_id="u44", at=t + 2),
-        FileQueued(path="run-0412/overview.png", size=3 * MB, at=t + 3),
+                          upload_id="u44", at=t + 3),
         RecordRejected(partition=2, offset=18_331, reason="not an msi-tui record (no header)",
                        at=t + 4),
         Notice(level="error", message="run-0412/bad-header.h5: permission denied", at=t + 5),
+        FileFailedThere(path="run-0412/calib-07.h5", upload_id="u07", host=DESTINATION,
+                        outcome="quarantined", reason=QUARANTINE_REASON, at=t + 6),
     ):
         events(e)
 

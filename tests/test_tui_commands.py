@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from msi_tui.console import reconstruct_counts, upload_counts
 from msi_tui.engine.events import FileUploaded
 from msi_tui.tui.app import MsiTuiApp, choose_layout
 from msi_tui.tui.command_bar import CommandBar
@@ -68,7 +69,7 @@ async def test_services_start_in_workers_and_panes_show_their_snapshots() -> Non
         mid_transfer_upload(up)
         app.refresh_view()
         summary = str(app.query_one("#upload-summary").render())
-        assert "done 41" in summary and "failed 1" in summary
+        assert "sent 41" in summary and "failed 1" in summary
         assert "started" in log_text(app)
 
 
@@ -80,11 +81,13 @@ async def test_check_writes_the_seed_counts_and_more() -> None:
         mid_transfer_upload(up)
         mid_transfer_reconstruct(rec)
         await type_command(pilot, "check")
+        # The headless console's own lines, after each service's state.
         text = log_text(app)
-        assert "enqueued 3 · in progress 2 · done 41" in text
-        assert "pending deliveries 318" in text
-        assert "read 4,870 · completed 40" in text
-        assert "lag 22" in text and "connected" in text
+        assert f"upload (watching): {upload_counts(up)}" in text
+        assert f"reconstruct (consuming): {reconstruct_counts(rec)}" in text
+        assert "done 41, failed 1; chunks waiting for delivery 318" in text
+        assert "verified at destination 38, awaiting receipt 2, failed there 1" in text
+        assert "messages read 4870, files completed 40" in text and "lag 22" in text
 
 
 @pytest.mark.parametrize("how", ["c", "f2", "typed-c"])
@@ -99,7 +102,7 @@ async def test_check_by_key_and_alias(how: str) -> None:
             app.action_focus_panes()  # letters are keys only outside the command bar
             await pilot.press(how)
             await pilot.pause()
-        assert "upload: watching · enqueued 0" in log_text(app)
+        assert "upload (watching): files enqueued 0" in log_text(app)
 
 
 @run_async
@@ -363,7 +366,7 @@ async def test_command_bar_completes_commands_and_paths(tmp_path: Path) -> None:
         bar.focus()
         await pilot.press(*"che", "right", "enter")
         await pilot.pause()
-        assert "upload: watching" in log_text(app)
+        assert "upload (watching): files enqueued" in log_text(app)
         await pilot.press("up")
         assert bar.value == "check"
 
@@ -393,4 +396,4 @@ async def test_bindings_have_stable_ids_and_can_be_remapped() -> None:
         app.set_keymap({"check": "f7"})
         await pilot.press("f7")
         await pilot.pause()
-        assert "upload: watching" in log_text(app)
+        assert "upload (watching): files enqueued" in log_text(app)

@@ -1,6 +1,7 @@
 """The full-screen app over the real engine and a real broker: a file dropped in the outbox
-shows up verified in the Reconstruct pane and byte for byte in the inbox, and `quit` typed in
-the command bar drains both services and exits with 0.
+shows up verified in the Reconstruct pane (with its source) and byte for byte in the inbox, its
+receipt turns it verified in the Upload pane, and `quit` typed in the command bar drains both
+services and exits with 0.
 
 Every wait is a condition polled with `pilot.pause(0.1)` under a deadline, never a sleep.
 """
@@ -47,8 +48,7 @@ def app_state(app: MsiTuiApp) -> str:
     lines = [f"slots: {[(s.name, s.status, s.error) for s in app.slots.values()]}"]
     try:
         lines.append(f"reconstruct rows: {reconstruct_rows(app)}")
-        upload_table = app.main_screen.query_one(UploadPane).query_one(FilesTable)
-        lines.append(f"upload rows: {[[str(c) for c in upload_table.get_row(k)] for k in upload_table.rows]}")
+        lines.append(f"upload rows: {table_rows(app, UploadPane)}")
         lines.append("log:")
         lines.extend(strip.text.rstrip() for strip in app.main_screen.query_one(EventLog).lines)
     except Exception as exc:  # the screen may be gone already
@@ -58,12 +58,15 @@ def app_state(app: MsiTuiApp) -> str:
 
 def reconstruct_rows(app: MsiTuiApp) -> list[tuple[str, str]]:
     """(file, state) of every row in the Reconstruct pane's table, as plain text."""
-    table = app.main_screen.query_one(ReconstructPane).query_one(FilesTable)
-    rows = []
-    for row_key in table.rows:
-        cells = table.get_row(row_key)
-        rows.append((str(cells[0]), getattr(cells[-1], "plain", str(cells[-1]))))
-    return rows
+    return [(row["file"], row["state"]) for row in table_rows(app, ReconstructPane)]
+
+
+def table_rows(app: MsiTuiApp, pane: type[UploadPane | ReconstructPane]) -> list[dict[str, str]]:
+    """Every row of a pane's table as {column: plain text}."""
+    table = app.main_screen.query_one(pane).query_one(FilesTable)
+    columns = [key for key, _ in table.layout_now]
+    return [{column: getattr(cell, "plain", str(cell)) for column, cell in zip(columns, table.get_row(key))}
+            for key in table.rows]
 
 
 @run_async
@@ -103,6 +106,15 @@ async def test_dropped_file_arrives_verified_then_quit_exits_cleanly(
                 f"{name} verified in the Reconstruct pane and byte-identical in the inbox",
             )
             assert target.read_bytes() == payload
+            source = uploader.snapshot().source
+            assert source and app.main_screen.query_one(UploadPane).border_title == f"Upload as {source}"
+            assert [row["source"] for row in table_rows(app, ReconstructPane) if row["file"] == name] == [source]
+            # The reconstructor's receipt reaches the uploader: sent, then verified there.
+            await wait_for(
+                pilot,
+                lambda: [row["state"] for row in table_rows(app, UploadPane) if row["file"] == name] == ["verified"],
+                f"{name} verified at the destination in the Upload pane",
+            )
 
             bar = app.main_screen.query_one(CommandBar)
             bar.focus()

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding
 from textual.widgets import Input, Tabs
 
+from msi_tui.console import reconstruct_counts, upload_counts
 from msi_tui.errors import OperatorError
 from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.commands import PANES, CommandError, parse_command
 from msi_tui.tui.files_table import FilesTable
 from msi_tui.tui.help_screen import HelpScreen
 from msi_tui.tui.log_panel import EventLog
-from msi_tui.tui.slots import check_reconstruct, check_upload
 
 if TYPE_CHECKING:
     from msi_tui.tui.app import MsiTuiApp
@@ -80,7 +80,8 @@ class ActionsMixin(_Base):
     # --- actions ---------------------------------------------------------------------
 
     def action_check(self) -> None:
-        """Write the counts of every service to the log (the seed's `check`, and more)."""
+        """Write the counts of every service to the log: the headless console's words (the
+        seed's `check`, and receipts), so `check` reads the same wherever it is typed."""
         self.refresh_view()  # so the lines match what the panes show right now
         for slot in self.slots.values():
             if slot.status == "failed":
@@ -88,11 +89,11 @@ class ActionsMixin(_Base):
             elif slot.status == "absent":
                 continue
             elif slot.name == "upload" and self.context.uploader is not None:
-                for line in check_upload(self.context.uploader.snapshot()):
-                    self.emit("info", line)
+                up = self.context.uploader
+                self.emit("info", f"upload ({up.snapshot().state}): {upload_counts(up)}")
             elif slot.name == "reconstruct" and self.context.reconstructor is not None:
-                for line in check_reconstruct(self.context.reconstructor.snapshot()):
-                    self.emit("info", line)
+                rec = self.context.reconstructor
+                self.emit("info", f"reconstruct ({rec.snapshot().state}): {reconstruct_counts(rec)}")
         if not any(s.service for s in self.slots.values()):
             self.emit("warning", "check: no service in this session")
         dropped = self.context.events.dropped_total

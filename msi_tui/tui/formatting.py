@@ -29,6 +29,7 @@ STATE_STYLES: dict[str, str] = {
     "connected": "green",
     "done": "green",
     "verified": "green",
+    "sent": "",  # delivered to Kafka, not (yet) confirmed at the destination
     "sending": "cyan",
     "receiving": "cyan",
     "queued": "",
@@ -42,6 +43,12 @@ STATE_STYLES: dict[str, str] = {
     "unknown": "dim",
     "failed": "bold red",
     "quarantined": "bold red",
+    "refused": "bold red",
+    "abandoned": "bold red",
+    "withdrawn": "dim",
+    "handed over": "dim",
+    "changed": "yellow",
+    "held": "yellow",
     "unreachable": "bold red",
     "start failed": "bold red",
 }
@@ -77,9 +84,15 @@ def progress_bar(done: int, total: int, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled) + f" {int(fraction * 100):>3}%"
 
 
+def state_style(state: str) -> str:
+    """The colour of a state; `<outcome> there` (a receipt: not published at the
+    destination) is always an error."""
+    return "bold red" if state.endswith(" there") else STATE_STYLES.get(state, "")
+
+
 def styled_state(state: str) -> Text:
     """A state word coloured by meaning; the word itself carries the meaning in monochrome."""
-    return Text(state, style=STATE_STYLES.get(state, ""))
+    return Text(state, style=state_style(state))
 
 
 def count(n: int | None) -> str:
@@ -89,9 +102,14 @@ def count(n: int | None) -> str:
 
 def summary_line(state: str, parts: list[tuple[str, int, str]]) -> Text:
     """A pane's state word then `label n` counts separated by dots; each count has its style."""
-    text = styled_state(state)
-    text.stylize("bold")
-    text.append("  ")
+    # A span, not the Text's base style: that would colour the whole line.
+    text = Text.assemble((state, f"bold {state_style(state)}".strip()), "  ")
+    return text.append_text(counts_line(parts))
+
+
+def counts_line(parts: list[tuple[str, int, str]]) -> Text:
+    """`label n` counts separated by dots; each count has its style (bold when none)."""
+    text = Text()
     for i, (label, n, style) in enumerate(parts):
         if i:
             text.append(" · ", style="dim")

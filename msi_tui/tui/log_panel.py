@@ -32,8 +32,11 @@ class EventLog(RichLog):
         """Append lines; only the last `max_lines` are rendered (older ones would be trimmed)."""
         if self.max_lines is not None:
             lines = lines[-self.max_lines :]
+        # Wrapped to the panel (RichLog would use the console's width, at least 78), with the
+        # scrollbar's cell set aside so a line does not lose its end when the log scrolls.
+        width = self.content_region.width - self.styles.scrollbar_size_vertical
         for line in lines:
-            self.write(line.as_text())
+            self.write(line.as_text(), width=width if width > 0 else None)
 
 
 class LogFile:

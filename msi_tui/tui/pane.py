@@ -5,9 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.events import DescendantBlur, DescendantFocus
+from textual.widgets import DataTable, Sparkline, Static
 
 from msi_tui.formatting import human_rate
+from msi_tui.tui.files_table import FilesTable
 from msi_tui.tui.throughput import RateMeter
 
 
@@ -40,6 +42,8 @@ class ServicePane(Vertical):
         border-title-style: bold;
         padding: 0 1;
         height: 1fr;
+        border-subtitle-align: left;
+        border-subtitle-color: $text;
     }
     ServicePane:focus-within { border: round $accent; }
     ServicePane .rate-row { height: 1; }
@@ -70,6 +74,34 @@ class ServicePane(Vertical):
         self.border_title = self.title
         self.meter = RateMeter()
         self.start_error: str | None = None
+        self.detail_shown = Text()
+
+    # --- the bottom border: the highlighted file in full ----------------------------------
+
+    def show_detail(self) -> None:
+        """While the table has focus, the highlighted file's full path, state and where it
+        went (at 80 columns the table has no room for the where); otherwise, if some file
+        has a where the table hides, how to see it."""
+        table = self.query_one(FilesTable)
+        f = table.highlighted() if table.has_focus else None
+        if f is not None:
+            text = table.detail(f, self.size.width - 6)  # the border's corners and spacing
+        elif not table.shows_where and table.any_where():
+            text = Text("esc then ↑↓: where each file went", style="dim")
+        else:
+            text = Text()
+        if text != self.detail_shown:
+            self.detail_shown = text
+            self.border_subtitle = text
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def on_descendant_focus(self, _event: DescendantFocus) -> None:
+        self.show_detail()
+
+    def on_descendant_blur(self, _event: DescendantBlur) -> None:
+        self.show_detail()
 
     def compose_rate_row(self) -> ComposeResult:
         with Horizontal(classes="rate-row"):

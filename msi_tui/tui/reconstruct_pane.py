@@ -28,7 +28,8 @@ def reconstruct_summary(snap: ReconstructSnapshot) -> Text:
 
 
 class ReconstructPane(ServicePane):
-    """Output folder, group, rebuilding threads, counts, throughput with sparkline, lag, files."""
+    """Output folder, group, rebuilding threads, counts, throughput with sparkline, lag, files
+    with their sources."""
 
     title = "Reconstruct"
 
@@ -37,7 +38,8 @@ class ReconstructPane(ServicePane):
         yield Line("", id="reconstruct-where")
         yield Line(Text("starting", style="yellow"), id="reconstruct-summary", classes="summary", fixed=True)
         yield from self.compose_rate_row()
-        yield FilesTable(state_labels=STATE_LABELS, id="reconstruct-files")
+        # Which instrument sent each file: two sources may send the same relative path.
+        yield FilesTable(STATE_LABELS, with_source=True, id="reconstruct-files")
 
     def show_where(self, output_dir: Path, group_id: str, threads: int | None = None) -> None:
         text = Text.assemble(("output ", "dim"), str(output_dir), ("  group ", "dim"), group_id)
@@ -59,3 +61,4 @@ class ReconstructPane(ServicePane):
         lag = Text.assemble(("lag ", "dim"), (count(snap.lag), "bold"))
         self.show_rate(snap.bytes_written, snap.taken_at, lag)
         self.query_one(FilesTable).show(snap.files)
+        self.show_detail()

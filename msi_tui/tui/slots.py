@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from msi_tui.engine.service import ReconstructService, UploadService
-from msi_tui.engine.stats import ReconstructSnapshot, UploadSnapshot
-from msi_tui.tui.formatting import count
 
 SlotStatus = Literal["absent", "starting", "running", "failed"]
 
@@ -34,23 +32,3 @@ class ServiceSlot:
             return False
         return self.status == "starting" or not self.service.stopped
 
-
-def check_upload(snap: UploadSnapshot) -> list[str]:
-    """The upload half of `check`: the seed's counts first, short lines for an 80-column log."""
-    return [
-        f"upload: {snap.state} · enqueued {count(snap.files_queued)} · in progress "
-        f"{count(snap.files_in_progress)} · done {count(snap.files_done)} · failed "
-        f"{count(snap.files_failed)}",
-        f"upload: pending deliveries {count(snap.pending_deliveries)} · chunks "
-        f"{count(snap.chunks_delivered)}/{count(snap.chunks_produced)} · {snap.connection}",
-    ]
-
-
-def check_reconstruct(snap: ReconstructSnapshot) -> list[str]:
-    """The reconstruct half of `check`: the seed's counts first, then lag and health."""
-    return [
-        f"reconstruct: {snap.state} · read {count(snap.messages_read)} · completed "
-        f"{count(snap.files_completed)} · in progress {count(snap.files_in_progress)}",
-        f"reconstruct: lag {count(snap.lag)} · quarantined {count(snap.files_quarantined)} · "
-        f"rejected {count(snap.records_rejected)} · {snap.connection}",
-    ]
