@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,23 +16,16 @@ from typing import Sequence
 
 from msi_tui.engine.config import ClusterConfig, load_config
 from msi_tui.engine.reconstruct import Reconstructor
-from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload import UploadSettings, Uploader
 from msi_tui.errors import OperatorError
 from msi_tui.launch import run_app_command
+from msi_tui.logfile import log_to_file
 from msi_tui.options import build_parser, check_chunk_size, reconstruct_settings, upload_settings
 from msi_tui.paths import state_dir
 
 
 def _log_to_file() -> Path:
-    """librdkafka's and our diagnostics go to a file, never over the operator's screen."""
-    path = state_dir() / "msi-tui.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger("msi_tui")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return path
+    return log_to_file(state_dir() / "msi-tui.log")
 
 
 def _cluster(args: argparse.Namespace) -> ClusterConfig:
@@ -58,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         return run_broker_command(args.action, args.port, nodes=args.nodes)
     if args.command != "reconstruct":  # every other command sends files
-        check_chunk_size(getattr(args, "chunk_size", 16384), _cluster(args))
+        check_chunk_size(getattr(args, "chunk_size", UploadSettings.chunk_size), _cluster(args))
     log_path = _log_to_file()
     if args.command in (None, "demo"):
         return run_app_command(args, log_path)

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
+from dataclasses import fields
 from pathlib import Path
 
 from msi_tui import __version__
 from msi_tui.engine import digest
 from msi_tui.engine.config import DEFAULT_CONFIG, ClusterConfig
-from msi_tui.engine.followup import DEFAULT_RECEIPT_TIMEOUT_S, Cleanup
+from msi_tui.engine.followup import Cleanup
 from msi_tui.engine.kafka_clients import RECORD_ALLOWANCE, chunk_size_limit
 from msi_tui.engine.output import CONFLICT_POLICIES
-from msi_tui.engine.reconstruct import DEFAULT_ABANDON_AFTER_S, DEFAULT_GROUP_ID, ReconstructSettings
+from msi_tui.engine.reconstruct import ReconstructSettings
 from msi_tui.engine.upload_settings import UploadSettings
-from msi_tui.engine.watch import DEFAULT_SETTLE_S, FileFilter
+from msi_tui.engine.watch import FileFilter
 from msi_tui.engine.wire import WireError, check_source, is_power_of_two
 from msi_tui.errors import OperatorError
 
-DEFAULT_TOPIC = "lecroy_files"
+# One place for every default: the settings classes (the seed programs' defaults).
+_UP = UploadSettings()
+_RE = {f.name: f.default for f in fields(ReconstructSettings)}
 MAX_THREADS = 64  # thousands of threads ran out of file descriptors and went on with dead workers
 
 
@@ -124,25 +126,25 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
               f"then the built-in configs (default: {DEFAULT_CONFIG}, the local broker)")
     _opt(parser, "bootstrap", default=default(None), metavar="HOST:PORT",
          help="bootstrap servers, overriding the config's")
-    parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(DEFAULT_TOPIC),
-                        help=f"Kafka topic the files travel through (default: {DEFAULT_TOPIC})")
-    _opt(parser, "n-threads", type=_whole(1, MAX_THREADS), default=default(5), metavar="N",
-         help=f"parallel threads, 1 to {MAX_THREADS}: files sent at once, or files rebuilt at once (default: 5)")
-    _opt(parser, "partitions", type=_positive, default=default(5), metavar="N",
+    parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(_UP.topic),
+                        help=f"Kafka topic the files travel through (default: {_UP.topic})")
+    _opt(parser, "n-threads", type=_whole(1, MAX_THREADS), default=default(_UP.n_threads), metavar="N",
+         help=f"parallel threads, 1 to {MAX_THREADS}: files sent at once, or files rebuilt at once (default: {_UP.n_threads})")
+    _opt(parser, "partitions", type=_positive, default=default(_UP.partitions), metavar="N",
          help="partitions when the topic has to be created, at least 1 (default: 5)")
 
 
 def _upload_options(parser: argparse.ArgumentParser) -> None:
-    _opt(parser, "chunk-size", type=_power_of_two, default=16384, metavar="BYTES",
+    _opt(parser, "chunk-size", type=_power_of_two, default=_UP.chunk_size, metavar="BYTES",
          help=f"chunk size in bytes, a nonzero power of two that one Kafka record carries with its headers: "
               f"at most {_largest_chunk(ClusterConfig('', ''))} with the default producer settings, less when the "
               f"cluster config lowers message.max.bytes (default: %(default)s)")
-    _opt(parser, "queue-max-size", type=_positive, default=3000, metavar="N",
+    _opt(parser, "queue-max-size", type=_positive, default=_UP.queue_max_size, metavar="N",
          help="chunks allowed to wait for delivery at once, at least 1; backpressure beyond (default: %(default)s)")
-    _opt(parser, "source", type=_source, default=socket.gethostname(), metavar="NAME",
+    _opt(parser, "source", type=_source, default=_UP.source, metavar="NAME",
          help="the name this uploader's files carry, shown at the destination and used by reconstruct "
               "--by-source (default: this host's name, %(default)s)")
-    parser.add_argument("--digest", choices=digest.ALGORITHMS, default=digest.DEFAULT,
+    parser.add_argument("--digest", choices=digest.ALGORITHMS, default=_UP.digest,
                         help="whole-file digest the reconstructor verifies: xxh128 (XXH3-128, the fastest; check a "
                              "file by hand with xxhsum -H2) or sha256 (sha256sum) (default: %(default)s)")
 
@@ -160,16 +162,16 @@ def _headless(parser: argparse.ArgumentParser) -> None:
 def _watch_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "use-polling", action="store_true",
          help="judge files complete by a quiet period instead of close events (network shares)")
-    _opt(parser, "quiet-seconds", type=_quiet_seconds, default=3.0, metavar="S",
+    _opt(parser, "quiet-seconds", type=_quiet_seconds, default=_UP.quiet_seconds, metavar="S",
          help="with polling, how long size and mtime must stay unchanged, 0 or more (default: %(default)g)")
-    _opt(parser, "settle-seconds", type=_quiet_seconds, default=DEFAULT_SETTLE_S, metavar="S",
+    _opt(parser, "settle-seconds", type=_quiet_seconds, default=_UP.settle_seconds, metavar="S",
          help="a file is sent once its writer closed it and left it alone this long, 0 or more; a writer that "
               "opens it again sooner (another pass) is waited for (default: %(default)g)")
     _opt(parser, "after-verified", nargs="+", default=["keep"], metavar="ACTION",
          help="keep | move DIR | delete: once a reconstructor's receipt says a file was published and verified, "
               "keep it here, move it under DIR, or delete it; only that very version, once unchanged for a "
               "minute (default: keep)")
-    _opt(parser, "receipt-timeout", type=_positive_seconds, default=DEFAULT_RECEIPT_TIMEOUT_S, metavar="S",
+    _opt(parser, "receipt-timeout", type=_positive_seconds, default=_UP.receipt_timeout_s, metavar="S",
          help="warn when files delivered over S seconds ago have no receipt from a reconstructor "
               "(default: %(default)g)")
     _opt(parser, "include", action="append", default=[], metavar="GLOB",
@@ -208,15 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, help="output folder (created when missing)")
     _common(p)
     _update_seconds(p)
-    _opt(p, "group-id", type=_group_id, default=DEFAULT_GROUP_ID, metavar="ID",
+    _opt(p, "group-id", type=_group_id, default=_RE["group_id"], metavar="ID",
          help="consumer group; the same id on several machines shares the work (default: %(default)s)")
-    _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default="keep-both",
+    _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default=_RE["on_conflict"],
          help="when a different file already has the name: keep-both saves the new one as 'name (2).ext', "
               "rename-old moves the older one there instead; neither ever deletes (default: %(default)s)")
     _opt(p, "buffered-writes", action="store_true",
          help="write rebuilt files through the page cache instead of directly (O_DIRECT): faster on disks "
               "that direct writes, one at a time per thread, do not keep busy (some virtual disks)")
-    _opt(p, "abandon-after", type=_positive_seconds, default=DEFAULT_ABANDON_AFTER_S, metavar="S",
+    _opt(p, "abandon-after", type=_positive_seconds, default=_RE["abandon_after_s"], metavar="S",
          help="end an upload whose records stopped while its partition moved on for S seconds of record "
               "time (its uploader is gone); its staged file goes and its offset is released (default: %(default)g)")
     _opt(p, "by-source", action="store_true",
@@ -227,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, nargs="?", default=Path("msi-tui-demo"),
                    help="demo folder: files dropped in FOLDER/outbox arrive in FOLDER/inbox (default: %(default)s)")
     _common(p)
-    _opt(p, "source", type=_source, default=socket.gethostname(), metavar="NAME",
+    _opt(p, "source", type=_source, default=_UP.source, metavar="NAME",
          help="the name the demo's files carry (default: this host's name, %(default)s)")
     _watch_options(p)
 
@@ -244,16 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSettings:
     """UploadSettings from parsed options (watch options only exist for `upload`)."""
+    given = lambda name: getattr(args, name, getattr(_UP, name))  # noqa: E731
     return UploadSettings(
-        topic=args.topic, n_threads=args.n_threads, chunk_size=getattr(args, "chunk_size", 16384),
-        queue_max_size=getattr(args, "queue_max_size", 3000), partitions=args.partitions, folder=folder,
+        topic=args.topic, n_threads=args.n_threads, chunk_size=given("chunk_size"),
+        queue_max_size=given("queue_max_size"), partitions=args.partitions, folder=folder,
         file_filter=FileFilter(tuple(getattr(args, "include", ())), tuple(getattr(args, "exclude", ()))),
-        use_polling=getattr(args, "use_polling", False), quiet_seconds=getattr(args, "quiet_seconds", 3.0),
-        use_registry=not getattr(args, "resend", False), digest=getattr(args, "digest", digest.DEFAULT),
-        source=getattr(args, "source", None) or socket.gethostname(),
-        settle_seconds=getattr(args, "settle_seconds", DEFAULT_SETTLE_S),
-        cleanup=_cleanup(getattr(args, "after_verified", ["keep"])),
-        receipt_timeout_s=getattr(args, "receipt_timeout", DEFAULT_RECEIPT_TIMEOUT_S),
+        use_polling=given("use_polling"), quiet_seconds=given("quiet_seconds"),
+        use_registry=not getattr(args, "resend", False), digest=given("digest"), source=given("source"),
+        settle_seconds=given("settle_seconds"), cleanup=_cleanup(getattr(args, "after_verified", ["keep"])),
+        receipt_timeout_s=getattr(args, "receipt_timeout", _UP.receipt_timeout_s),
     )
 
 
@@ -274,8 +275,8 @@ def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: s
     return ReconstructSettings(
         output_dir=output_dir, topic=args.topic, n_threads=args.n_threads,
         group_id=group_id or args.group_id, partitions=args.partitions,
-        on_conflict=getattr(args, "on_conflict", "keep-both"),
+        on_conflict=getattr(args, "on_conflict", _RE["on_conflict"]),
         direct_writes=not getattr(args, "buffered_writes", False),
-        abandon_after_s=getattr(args, "abandon_after", DEFAULT_ABANDON_AFTER_S),
+        abandon_after_s=getattr(args, "abandon_after", _RE["abandon_after_s"]),
         by_source=getattr(args, "by_source", False),
     )

@@ -25,7 +25,6 @@ _FOREIGN_KEYS = frozenset(
     ("key.serializer", "value.serializer", "key.deserializer", "value.deserializer")
 )
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_SECRET_HINTS = ("password", "secret", "jaas", "key.pem", "token", "ssl.key")
 
 
 @dataclass(frozen=True)
@@ -137,8 +136,3 @@ def load_config(name_or_path: str = DEFAULT_CONFIG, bootstrap: str | None = None
     if not config.bootstrap:
         raise OperatorError(f"config {source} has no bootstrap.servers in [broker] (or give --bootstrap)")
     return config
-
-
-def redact(settings: dict[str, str]) -> dict[str, str]:
-    """A copy fit for logs and the UI: secret-looking values replaced."""
-    return {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in settings.items()}

@@ -11,35 +11,28 @@ import threading
 import time
 from pathlib import Path
 
+from msi_tui.engine.sqlite_files import open_db
+
 KEEP_DAYS = 30
 
 
 class Journal:
     def __init__(self, db_path: Path, output_dir: Path, group_id: str) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
         # Keyed by group too: a replay within a group is skipped, while a new group id is
         # how an operator asks for the topic to be rebuilt from the start.
         self.output = f"{output_dir.resolve()}\n{group_id}"
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[str, float]] = {}  # added, not yet written (see flush)
-        try:
-            self._db = self._connect(db_path)
-        except sqlite3.DatabaseError:
-            # Losing the journal only costs re-verifying replays; never a reason to stop.
-            db_path.rename(db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}"))
-            self._db = self._connect(db_path)
+        # Losing the journal only costs re-verifying replays; never a reason to stop.
+        self._db, _aside = open_db(db_path, self._create)
 
     @staticmethod
-    def _connect(db_path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs re-checking a replay
+    def _create(db: sqlite3.Connection) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS published (output TEXT, upload_id TEXT, path TEXT, at REAL,"
             " PRIMARY KEY (output, upload_id))"
         )
         db.execute("DELETE FROM published WHERE at < ?", (time.time() - KEEP_DAYS * 86400,))
-        return db
 
     def seen(self, upload_id: str) -> bool:
         with self._lock:

@@ -7,15 +7,20 @@ where its reconnect chatter would bury what matters.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.events import Notice
 from msi_tui.errors import OperatorError
+
+STATS_INTERVAL_MS = 1000  # how soon a service sees the brokers back after an outage
 
 KAFKA_LOG = logging.getLogger("msi_tui.kafka")
 KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds a log file
@@ -248,3 +253,66 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float
             ) from None
         raise OperatorError(f"cannot create topic {topic!r}: {describe_kafka_error(exc)}") from None
     return partitions
+
+
+class ConnectionWatch:
+    """One service's connection state, from its client: `error_cb` tells when the brokers are
+    out of reach (said once); their return is said once too, within about a second, seen in
+    the consumer's statistics (`statistics.interval.ms`) or, for a producer (whose length
+    would count the statistics events), by asking for metadata (`probe`). `stats` is the
+    service's stats, with `connection`."""
+
+    def __init__(self, stats: object, sink: Callable[[Notice], None], meanwhile: str) -> None:
+        self.stats = stats
+        self.sink = sink
+        self.meanwhile = meanwhile  # what happens while out of reach, for the operator
+        self._probed = 0.0
+
+    def client_settings(self, statistics: bool) -> dict[str, object]:
+        conf: dict[str, object] = {"error_cb": self.on_error}
+        if statistics:
+            conf.update({"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS})
+        return conf
+
+    @property
+    def unreachable(self) -> bool:
+        return self.stats.connection == "unreachable"  # type: ignore[attr-defined]
+
+    def on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if not self.unreachable:
+                self.stats.connection = "unreachable"  # type: ignore[attr-defined]
+                self.sink(Notice(level="warning", message=f"Kafka unreachable, {self.meanwhile}: {err.str()}",
+                                 at=time.time()))
+        elif err.fatal():
+            self.sink(Notice(level="error", message=f"Kafka client failed: {err.str()}", at=time.time()))
+        else:
+            self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
+
+    def on_stats(self, raw: str) -> None:
+        if not self.unreachable:
+            return  # (parsed only during an outage)
+        try:
+            brokers = json.loads(raw).get("brokers", {}).values()
+        except (ValueError, AttributeError):
+            return
+        if any(b.get("nodeid", -1) >= 0 and b.get("state") == "UP" for b in brokers):
+            self.reachable()
+
+    def probe(self, client: Producer) -> None:
+        """During an outage, at most once a STATS_INTERVAL_MS: ask for metadata, which
+        succeeds once a broker answers."""
+        now = time.monotonic()
+        if not self.unreachable or now - self._probed < STATS_INTERVAL_MS / 1000:
+            return
+        self._probed = now
+        try:
+            client.list_topics(timeout=0.5)
+        except KafkaException:
+            return
+        self.reachable()
+
+    def reachable(self) -> None:
+        if self.unreachable:
+            self.stats.connection = "connected"  # type: ignore[attr-defined]
+            self.sink(Notice(level="info", message="Kafka is reachable again", at=time.time()))

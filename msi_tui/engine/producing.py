@@ -5,7 +5,8 @@ whose bound (the seed's queue_max_size) makes it raise BufferError when full, an
 delivery reports and retry, never drop. Abort records are produced by the delivery thread
 (it may wait for room in the queue, which a delivery report cannot), each behind its
 upload's last record. The producer's errors are classified: an outage is said once and
-waited out (librdkafka retries); a fatal error fails the open uploads (see `on_fatal`).
+waited out (librdkafka retries, see ConnectionWatch); a fatal error fails the open uploads
+(see `on_fatal`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from msi_tui.engine import wire
 from msi_tui.engine.events import Notice, Sink
-from msi_tui.engine.kafka_clients import describe_kafka_error
+from msi_tui.engine.kafka_clients import ConnectionWatch, describe_kafka_error
 from msi_tui.engine.stats import UploadStats
 from msi_tui.errors import OperatorError
 
@@ -53,16 +54,16 @@ class ProducerLink:
         self.sink = sink
         self._on_fatal = on_fatal
         self._on_withdrawn = on_withdrawn
+        self.connection = ConnectionWatch(stats, sink, "chunks wait and are retried")
         self.force = threading.Event()  # give up on undelivered records
         self.failed = threading.Event()  # the producer failed for good ...
         self.failure: str | None = None  # ... and why
-        self._outage_reported = False
         # Abort records due, as (upload id, headers, partition).
         self._aborts: queue.SimpleQueue[tuple[str, wire.Headers, int]] = queue.SimpleQueue()
         self._aborts_unacked = 0  # (under stats.lock)
         try:
             # Its error callback only runs once the delivery thread polls it.
-            self.producer = Producer({**conf, "error_cb": self._on_client_error})
+            self.producer = Producer({**conf, **self.connection.client_settings(statistics=False)})
         except Exception as exc:  # a bad key in the operator's config file
             raise OperatorError(f"producer settings rejected: {describe_kafka_error(exc)}") from None
 
@@ -114,13 +115,6 @@ class ProducerLink:
         if not self._on_fatal(reason) and first:
             self.sink(Notice(level="error", message=reason, at=time.time()))
 
-    def reachable_again(self) -> None:
-        """A delivery succeeded: an outage said earlier is over."""
-        if self._outage_reported:
-            self._outage_reported = False
-            self.stats.connection = "connected"
-            self.sink(Notice(level="info", message="Kafka is reachable again", at=time.time()))
-
     # --- the delivery thread -------------------------------------------------------------
 
     def serve(self, finished: Callable[[], bool]) -> None:
@@ -129,6 +123,7 @@ class ProducerLink:
         records had a moment to go)."""
         while True:
             self._poll(0.2)
+            self.connection.probe(self.producer)
             try:
                 self._send_aborts()
             except Exception as exc:  # this thread must outlive any bug: it drains and stops the uploader
@@ -182,15 +177,3 @@ class ProducerLink:
             self._aborts_unacked -= 1
         if err is None:
             self._on_withdrawn(upload_id)
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            if not self._outage_reported:
-                self._outage_reported = True
-                self.stats.connection = "unreachable"
-                self.sink(Notice(level="warning", message=f"Kafka unreachable, chunks wait and are retried: {err.str()}",
-                                 at=time.time()))
-        elif err.fatal():
-            self.sink(Notice(level="error", message=f"Kafka producer failed: {err.str()}", at=time.time()))
-        else:
-            self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))

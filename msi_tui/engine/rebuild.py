@@ -244,7 +244,7 @@ class Rebuilder:
             with ctx.stats.lock:
                 ctx.stats.table.put(uid, path=wire.shown_name(meta.path), size=meta.size, chunks_done=0,
                                     chunks_total=meta.count, state="receiving", started=time.time(), finished=None,
-                                    source=meta.source)
+                                    source=meta.source, partition=msg.partition())
         elif not self._goes_on(msg, assembly):
             return
         elif meta.kind != "abort" and not assembly.matches(meta):  # (an abort needs only the id)

@@ -30,8 +30,8 @@ from msi_tui.engine.assembly import DiskWriter
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import Notice, Sink, guarded
 from msi_tui.engine.journal import Journal
-from msi_tui.engine.kafka_clients import (check_reachable, consumer_settings, describe_kafka_error, ensure_topic,
-                                         take_records)
+from msi_tui.engine.kafka_clients import (ConnectionWatch, check_reachable, consumer_settings, describe_kafka_error,
+                                         ensure_topic, take_records)
 from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.failures import describe
 from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
@@ -94,6 +94,7 @@ class Reconstructor:
         self.output_dir = settings.output_dir
         self.group_id = settings.group_id
         self.stats = ReconstructStats(threads=settings.n_threads)
+        self._connection = ConnectionWatch(self.stats, self.sink, "reconstruction waits")
         self.output = OutputFolder(settings.output_dir, settings.on_conflict)
         self.receipts = ReceiptBook(config, settings.topic, settings.group_id)
         self._stop = threading.Event()
@@ -136,7 +137,7 @@ class Reconstructor:
                 "again files published just before; this member's own restarts still skip them")))
         self.ctx.journal = Journal(state_dir() / "reconstructed.sqlite3", self.output_dir, self.group_id)
         conf = consumer_settings(self.config, self.group_id)
-        conf["error_cb"] = self._on_client_error
+        conf.update(self._connection.client_settings(statistics=True))
         try:
             consumer = Consumer(conf)
         except KafkaException as exc:
@@ -412,15 +413,6 @@ class Reconstructor:
         with self.ctx.lock:
             total = sum(self._lag.values())
         self.stats.lag = total
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            if self.stats.connection != "unreachable":
-                self.stats.connection = "unreachable"
-                self.sink(Notice(level="warning", message=f"Kafka unreachable: {err.str()}", at=time.time()))
-        else:
-            self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
-
 
 @dataclass
 class _Batch:

@@ -27,6 +27,7 @@ from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm
 from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.liveness import held, hold
+from msi_tui.engine.sqlite_files import open_db
 from msi_tui.errors import OperatorError
 
 SCHEMA = """
@@ -148,25 +149,19 @@ class Registry:
 
     @staticmethod
     def _open(db_path: Path, sink: Sink) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            Registry._create(db)
-            db.execute("SELECT count(*) FROM uploads").fetchone()
-        except sqlite3.DatabaseError as exc:
-            # A corrupt registry must never become a crash loop: keep it aside, start afresh.
-            aside = db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}")
-            db_path.rename(aside)
-            sink(Notice(level="warning", message=f"upload registry was unreadable ({exc}); kept as {aside.name}, files will be re-sent", at=time.time()))
-            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            Registry._create(db)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("DELETE FROM sends WHERE state != 'sending' AND updated < ?", (time.time() - KEEP_FINISHED_S,))
+        # A damaged registry must never become a crash loop: kept aside, started afresh.
+        db, aside = open_db(db_path, Registry._create)
+        if aside is not None:
+            sink(Notice(level="warning", at=time.time(), message=(
+                f"upload registry was unreadable; kept as {aside.name}, files will be re-sent")))
+        db.execute("DELETE FROM sends WHERE state NOT IN ('sending', 'ending') AND updated < ?",
+                   (time.time() - KEEP_FINISHED_S,))
         return db
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> None:
         db.execute(SCHEMA)
+        db.execute("SELECT count(*) FROM uploads").fetchone()  # (a file that is not a database fails here)
         db.execute("BEGIN IMMEDIATE")  # two uploaders starting at once migrate once
         try:
             db.execute(SENDS_SCHEMA)

@@ -28,6 +28,9 @@ class FileProgress:
     finished: float | None = None
     source: str = ""  # the uploader's source name
     where: str = ""  # upload: where a receipt says it is (host:folder/path), or why it failed there
+    upload_id: str = ""
+    partition: int = -1  # the topic partition its records go to (-1: not known yet)
+    history: tuple[tuple[str, float], ...] = ()  # (state, time.time()) each time the state changed
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ class FileTable:
         self._finished: OrderedDict[str, None] = OrderedDict()  # keys of finished rows, oldest first
 
     def put(self, key: str, **row: object) -> None:
-        self._rows[key] = dict(row)
+        row = dict(row)
+        if "state" in row:
+            row["history"] = ((row["state"], time.time()),)
+        self._rows[key] = row
         self._rows.move_to_end(key)
         self._finished.pop(key, None)
         self._note_finished(key, row)
@@ -88,6 +94,8 @@ class FileTable:
     def update(self, key: str, **changes: object) -> None:
         row = self._rows.get(key)
         if row is not None:
+            if "state" in changes and changes["state"] != row.get("state"):
+                row["history"] = (*row.get("history", ()), (changes["state"], time.time()))
             row.update(changes)
             self._note_finished(key, changes)
 
@@ -104,7 +112,7 @@ class FileTable:
             del self._rows[self._finished.popitem(last=False)[0]]
 
     def frozen(self) -> tuple[FileProgress, ...]:
-        return tuple(FileProgress(**row) for row in self._rows.values())
+        return tuple(FileProgress(upload_id=key, **row) for key, row in self._rows.items())
 
 
 class UploadStats:

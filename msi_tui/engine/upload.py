@@ -330,7 +330,8 @@ class Uploader:
         with self.stats.lock:
             self._open.add(upload)
             self.stats.table.put(upload_id, path=job.shown, size=size, chunks_done=0, chunks_total=upload.chunks,
-                                 state="sending", started=time.time(), finished=None, source=self.settings.source)
+                                 state="sending", started=time.time(), finished=None, source=self.settings.source,
+                                 partition=partition)
         # From here on the upload ends only through _finish, whatever happens.
         ended: tuple[Outcome, str] | None
         try:
@@ -445,5 +446,3 @@ class Uploader:
                                   job.from_watch)
         self.sink(FileUploaded(path=job.shown, size=upload.size, chunks=upload.chunks,
                                upload_id=upload.upload_id, seconds=time.monotonic() - upload.started, at=time.time()))
-        if self._link is not None:
-            self._link.reachable_again()
