@@ -159,6 +159,43 @@ def _headless(parser: argparse.ArgumentParser) -> None:
                         help="print lines instead of opening the full-screen app (services, scripts)")
 
 
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    """--service and its companions (docs/services.md)."""
+    parser.add_argument("--service", action="store_true",
+                        help="run headless and serve the app on a Unix socket in the state dir: `msi-tui attach` "
+                             "opens the app on it (and leaves it running), `msi-tui status` lists it, "
+                             "`msi-tui stop NAME` stops it")
+    parser.add_argument("--name", type=_service_name, metavar="NAME",
+                        help="with --service: the service's name (default: the command and the folder's name, "
+                             "e.g. upload-outbox)")
+    parser.add_argument("--background", action="store_true",
+                        help="with --service: start it as a process of its own that outlives this terminal "
+                             "and the SSH session, and return once it answers")
+
+
+def _service_name(text: str) -> str:
+    from msi_tui.remote.names import check_name
+
+    try:
+        return check_name(text)
+    except OperatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _remote_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("attach", allow_abbrev=False,
+                            help="open the app on running services (--service); F10 detaches and leaves them running")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="services by name (or socket path): one upload and/or one reconstruct service "
+                        "(default: every running service)")
+    p = commands.add_parser("status", allow_abbrev=False,
+                            help="list the running services: kind, folder, topic, state, counts, socket")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    p = commands.add_parser("stop", allow_abbrev=False, help="drain and stop a running service")
+    p.add_argument("name", metavar="NAME", help="the service's name (`msi-tui status` lists them) or socket path")
+    p.add_argument("--force", action="store_true", help="stop now, giving up chunks not yet delivered")
+
+
 def _watch_options(parser: argparse.ArgumentParser) -> None:
     _opt(parser, "use-polling", action="store_true",
          help="judge files complete by a quiet period instead of close events (network shares)")
@@ -205,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _update_seconds(p)
     _watch_options(p)
     _headless(p)
+    _service_options(p)
 
     p = commands.add_parser("reconstruct", allow_abbrev=False, help="rebuild files from the topic into a folder")
     p.add_argument("folder", type=Path, help="output folder (created when missing)")
@@ -224,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(p, "by-source", action="store_true",
          help="lay files out per source, as FOLDER/<source>/<path> (see upload --source)")
     _headless(p)
+    _service_options(p)
 
     p = commands.add_parser("demo", allow_abbrev=False, help="start the local broker and open the app on demo folders")
     p.add_argument("folder", type=Path, nargs="?", default=Path("msi-tui-demo"),
@@ -241,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(p, "nodes", type=_positive, default=None, metavar="N",
          help="start N brokers plus a dedicated controller, replication min(3, N) (default: 1); "
               "stop and status without it act on whichever is running")
+    _remote_commands(commands)
     return parser
 
 
