@@ -66,6 +66,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def scan_outputs(outs: list[Path]) -> Scan:
     """Every file of every output folder; staged and quarantined files apart."""
     scan = Scan()
     for index, out in enumerate(outs):
-        for dirpath, dirs, files in os.walk(out):
+        for dirpath, _dirs, files in os.walk(out):
             here = Path(dirpath)
             hidden = here.relative_to(out).parts[:1]
             for name in files:
@@ -246,8 +247,8 @@ def busiest_broker(bootstrap: str, topic: str) -> tuple[int, int]:
 
 def group_offsets(bootstrap: str, topic: str, group: str) -> dict[int, tuple[int | None, int | None]]:
     """Per partition (committed offset of the group, end offset); None where unknown."""
-    committed: dict[int, int | None] = {p: None for p in range(PARTITIONS)}
-    ends: dict[int, int | None] = {p: None for p in range(PARTITIONS)}
+    committed: dict[int, int | None] = dict.fromkeys(range(PARTITIONS))
+    ends: dict[int, int | None] = dict.fromkeys(range(PARTITIONS))
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(PARTITIONS)])
@@ -377,7 +378,8 @@ class Lab:
             if self.stop_writing.is_set():
                 return
             uploader = n % UPLOADERS + 1
-            self.add_file(uploader, f"u{uploader}/small/s{n // 100:02}/small_{n:05}.dat", rng.randint(KIB, 8 * KIB), rng)
+            self.add_file(uploader, f"u{uploader}/small/s{n // 100:02}/small_{n:05}.dat", rng.randint(KIB, 8 * KIB),
+                          rng)
             time.sleep(pause)
 
     def arrived(self, expected: dict[str, Source] | None = None) -> tuple[int, int, int]:
@@ -393,7 +395,7 @@ class Lab:
         count = sum(1 for rel, s in expected.items() if s.size in sizes.get(rel, ()))
         return count, len(scan.files), sum(f.size for f in scan.files) + sum(size for _, size in scan.staged)
 
-    def wait_for(self, condition, what: str, timeout: float, every: float = 0.2) -> bool:  # noqa: ANN001
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float, every: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
@@ -415,7 +417,8 @@ class Lab:
         victim.kill()
         self.kills.append(Kill("reconstructor 1", time.time()))
         self.new_reconstructor(self.outs[0])
-        self.say(f"(a) SIGKILL reconstructor 1; reconstructor 4 started in its folder ({self.outs[0].name}, same group)")
+        self.say(f"(a) SIGKILL reconstructor 1; reconstructor 4 started in its folder ({self.outs[0].name}, "
+                 "same group)")
 
     def kill_uploader_during(self, index: int, relpath: str, size: int, after: float, delete: bool, label: str) -> None:
         """SIGKILL uploader `index` `after` s into sending `relpath` (written now), optionally
@@ -448,7 +451,8 @@ class Lab:
         node, led = busiest_broker(self.bootstrap, self.topic)
         self.cluster.kill_broker(node - 1)  # node ids of brokers start at 1
         self.kills.append(Kill(f"broker {node}", time.time()))
-        self.say(f"(c) SIGKILL broker {node} (leader of {led} of {PARTITIONS} partitions) for {self.args.outage_seconds:g} s")
+        self.say(f"(c) SIGKILL broker {node} (leader of {led} of {PARTITIONS} partitions) "
+                 f"for {self.args.outage_seconds:g} s")
         time.sleep(self.args.outage_seconds)
         self.cluster.start(timeout=180)
         self.say(f"(c) broker {node} back")
@@ -480,7 +484,8 @@ class Lab:
                 self.say(f"settled: all {len(expected)} expected files arrived")
                 return True
             if now - last_change > self.args.settle_timeout:
-                self.say(f"settled: no progress for {self.args.settle_timeout:g} s ({state[0]} of {len(expected)} arrived)")
+                self.say(f"settled: no progress for {self.args.settle_timeout:g} s "
+                         f"({state[0]} of {len(expected)} arrived)")
                 return False
             if now >= next_report:
                 self.say(f"draining: {state[0]} of {len(expected)} expected files arrived")
@@ -508,7 +513,8 @@ class Lab:
                                   for i in range(1, UPLOADERS + 1)]
         for w in writers:
             w.start()
-        self.say(f"writing {a.files} files of 1 KB .. 20 MB into each of {UPLOADERS} source folders over {a.write_seconds:g} s")
+        self.say(f"writing {a.files} files of 1 KB .. 20 MB into each of {UPLOADERS} source folders "
+                 f"over {a.write_seconds:g} s")
         first = min(5, a.files * UPLOADERS)
         flowing = self.wait_for(lambda: self.arrived()[0] >= first, f"the first {first} files to arrive",
                                 timeout=180, every=0.5)
@@ -574,11 +580,13 @@ class Lab:
                 t.start()
             for t in threads:
                 t.join(self.args.quit_timeout + 40)
-        self.say("quit: " + ", ".join(f"{n} {'exit ' + str(c) if c is not None else 'SIGKILLed'}" for n, c in codes.items()))
+        self.say("quit: " + ", ".join(f"{n} {'exit ' + str(c) if c is not None else 'SIGKILLed'}"
+                                      for n, c in codes.items()))
         for name, code in codes.items():
             if code != 0:
-                self.note(f"{name}'s graceful quit: " + (f"exit code {code}" if code is not None else
-                                                         f"still running after {self.args.quit_timeout:g} s, SIGKILLed"))
+                self.note(f"{name}'s graceful quit: " + (
+                    f"exit code {code}" if code is not None
+                    else f"still running after {self.args.quit_timeout:g} s, SIGKILLed"))
 
     # -- the tally ------------------------------------------------------------------------
 
@@ -664,7 +672,8 @@ class Lab:
         print(f"partitions whose committed offset is at its end: {ends_ok} of {PARTITIONS} "
               f"({at_end(live)} while running)")
         print()
-        print("events           " + "; ".join(f"SIGKILL {k.what}" for k in self.kills) + "; (f) graceful quit of reconstructor 2")
+        print("events           " + "; ".join(f"SIGKILL {k.what}" for k in self.kills)
+              + "; (f) graceful quit of reconstructor 2")
         for n in self.notes:
             print(f"note             {n}")
         tracebacks = [c.name for c in self.children() for log in sorted(self.logs.glob(f"{c.name}-*.log"))
@@ -692,7 +701,8 @@ class Lab:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small numbers for a fast check (each default below is scaled down)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small numbers for a fast check (each default below is scaled down)")
     parser.add_argument("--files", type=int, help="mixed files per uploader (100; quick 20)")
     parser.add_argument("--write-seconds", type=float, help="over how long they are written (100; quick 40)")
     parser.add_argument("--small-files", type=int, help="small files for (e) (3000; quick 300)")

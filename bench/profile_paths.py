@@ -93,13 +93,15 @@ def main() -> int:
         subprocess.run([*spy, "-o", str(run / "upload.txt"), "--", *py, "upload-file", str(src), "--bootstrap",
                         bootstrap, "--topic", topic, "--chunk-size", str(args.chunk_size)],
                        env=env, check=True, capture_output=True)
-        print(f"upload-file {args.size_mib} MiB at {args.chunk_size} B chunks: {time.monotonic() - t:.1f} s under py-spy")
+        print(f"upload-file {args.size_mib} MiB at {args.chunk_size} B chunks: {time.monotonic() - t:.1f} s "
+              "under py-spy")
         print(summarize(run / "upload.txt", args.top))
         out = run / "out"
         rc = subprocess.Popen([*spy, "-o", str(run / "reconstruct.txt"), "--", *py, "reconstruct", str(out),
                                "--headless", "--bootstrap", bootstrap, "--topic", topic, "--group-id", topic,
                                "--update-seconds", "-1"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
+        assert rc.stdout is not None and rc.stdin is not None  # (pipes, as asked)
         t = time.monotonic()
         for line in rc.stdout:
             if line.startswith("reconstructed "):

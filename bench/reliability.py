@@ -31,9 +31,8 @@ import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
@@ -65,10 +64,9 @@ class Child:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.logs / f"{self.name}-{self.starts}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "msi_tui", *self.args], stdin=subprocess.PIPE,
-                                     stdout=log, stderr=subprocess.STDOUT, env=self.env, text=True)
-        log.close()
+        with open(self.logs / f"{self.name}-{self.starts}.log", "w") as log:  # (the child keeps its own copy)
+            self.proc = subprocess.Popen([sys.executable, "-m", "msi_tui", *self.args], stdin=subprocess.PIPE,
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env, text=True)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -158,11 +156,12 @@ def cluster_phase(args: argparse.Namespace) -> bool:
     # first ones go, the others go through the leader elections.
     first = args.cluster_files // 3
     write(range(first))
-    ports = set()
+    ports: set[int] = set()
     while len(ports) < 4:
         ports.add(free_port())
     *broker_ports, controller_port = sorted(ports)
-    cluster = LocalCluster(work / "cluster", brokers=3, broker_ports=broker_ports, controller_port=controller_port, heap_mb=256)
+    cluster = LocalCluster(work / "cluster", brokers=3, broker_ports=broker_ports, controller_port=controller_port,
+                           heap_mb=256)
     bootstrap = cluster.start()
     env = dict(os.environ, MSI_TUI_STATE_DIR=str(work / "state"))
     topic = f"reliability-cluster-{uuid.uuid4().hex[:8]}"
@@ -209,20 +208,23 @@ def kills_phase(args: argparse.Namespace) -> bool:
     topic = f"reliability-{uuid.uuid4().hex[:8]}"
     common = ["--bootstrap", bootstrap, "--topic", topic, "--partitions", "4", "--update-seconds", "-1"]
     uploader = Child("upload", ["upload", str(src), "--headless", *common], logs, env)
-    reconstructor = Child("reconstruct", ["reconstruct", str(out), "--headless", "--n-threads", "3", *common], logs, env)
+    reconstructor = Child("reconstruct", ["reconstruct", str(out), "--headless", "--n-threads", "3", *common], logs,
+                          env)
     started = time.monotonic()
     try:
         uploader.start()
         reconstructor.start()
         writing_done = threading.Event()
-        threading.Thread(target=write_files, args=(src, args.files, args.write_seconds, rng, writing_done), daemon=True).start()
+        threading.Thread(target=write_files, args=(src, args.files, args.write_seconds, rng, writing_done),
+                         daemon=True).start()
         kills = ["reconstructor"] * args.reconstructor_kills + ["uploader"] * args.uploader_kills + ["outage"]
         rng.shuffle(kills)
         pause = args.write_seconds / (len(kills) + 1)
         for what in kills:
             time.sleep(rng.uniform(0.3, 2 * pause))  # random moments across the transfer
             if what == "outage":
-                print(f"[{time.monotonic() - started:6.1f} s] broker stopped for {args.outage_seconds:.0f} s", flush=True)
+                print(f"[{time.monotonic() - started:6.1f} s] broker stopped for {args.outage_seconds:.0f} s",
+                      flush=True)
                 broker.stop()
                 time.sleep(args.outage_seconds)
                 broker.start()

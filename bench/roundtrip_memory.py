@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from msi_tui.broker.local import LocalBroker
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -144,11 +149,11 @@ class Child:
     sampler: MemSampler
     lines: list[tuple[float, str]] = field(default_factory=list)
     ended: float | None = None
-    rusage: object | None = None  # resource.struct_rusage from wait4
+    rusage: resource.struct_rusage | None = None  # from wait4
     _readers: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def spawn(cls, name: str, cmd: list[str], env: dict[str, str], stdin: int) -> "Child":
+    def spawn(cls, name: str, cmd: list[str], env: dict[str, str], stdin: int) -> Child:
         proc = subprocess.Popen(
             cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, bufsize=1,
@@ -162,7 +167,7 @@ class Child:
             child._readers.append(reader)
         return child
 
-    def _pump(self, stream, tag: str) -> None:  # noqa: ANN001
+    def _pump(self, stream: IO[str], tag: str) -> None:
         for raw in stream:
             line = tag + raw.rstrip("\n")
             now = time.monotonic()
@@ -214,7 +219,7 @@ class Child:
 
     @property
     def maxrss_kb(self) -> int:
-        return int(getattr(self.rusage, "ru_maxrss", 0) or 0)
+        return self.rusage.ru_maxrss if self.rusage is not None else 0
 
     @property
     def cpu_seconds(self) -> float | None:
@@ -244,7 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def start_local_broker(home: Path):  # noqa: ANN201 - LocalBroker, imported lazily
+def start_local_broker(home: Path) -> tuple[LocalBroker, str]:
     from msi_tui.broker.local import LocalBroker, free_port
 
     port = free_port()
@@ -285,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     broker = None
     children: list[Child] = []
     failures: list[str] = []
-    upload = reconstruct = None
+    upload: Child | None = None
+    reconstruct: Child | None = None
     broker_sampler: MemSampler | None = None
     src_sha = out_sha = None
     upload_in_process_s: float | None = None
@@ -356,9 +362,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"hashed the output in {time.monotonic() - t:.1f} s", flush=True)
             if reconstruct.alive():
                 t = time.monotonic()
+                stdin = reconstruct.proc.stdin
+                assert stdin is not None  # (spawned with a pipe)
                 try:
-                    reconstruct.proc.stdin.write("quit\n")
-                    reconstruct.proc.stdin.flush()
+                    stdin.write("quit\n")
+                    stdin.flush()
                 except (BrokenPipeError, OSError):
                     pass
                 if reconstruct.wait(60):
@@ -372,14 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             reconstruct_s = None
 
         # --- the figures -----------------------------------------------------------------
-        match = src_sha is not None and out_sha is not None and src_sha == out_sha
+        match = out_sha is not None and src_sha == out_sha
         print()
         print(f"size            {size / GIB:g} GiB = {size / MB:.1f} MB ({size} bytes)")
         print(f"chunk size      {args.chunk_size} B ({-(-size // args.chunk_size)} chunks)")
         print(f"{'process':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12} {'max VmRSS MB':>13} "
               f"{'ru_maxrss MB':>13} {'CPU s':>7} {'exit':>5}  {'target ' + str(TARGET_MB) + ' MB'}")
         verdicts = []
-        for child, seconds in ((upload, upload.seconds if upload else None), (reconstruct, reconstruct_s)):
+        for child, seconds in ((upload, upload.seconds), (reconstruct, reconstruct_s)):
             if child is None:
                 continue
             ok = child.peak_mb <= TARGET_MB
@@ -387,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{child.name:<12} {fmt_opt(seconds, '8.1f', 8)} {mbps(size, seconds)} "
                   f"{child.sampler.hwm_kb * 1024 / MB:12.1f} {child.sampler.rss_max_kb * 1024 / MB:13.1f} "
                   f"{child.maxrss_kb * 1024 / MB:13.1f} {fmt_opt(child.cpu_seconds, '7.1f', 7)} "
-                  f"{str(child.proc.returncode):>5}  {'PASS' if ok else 'FAIL'}")
+                  f"{child.proc.returncode!s:>5}  {'PASS' if ok else 'FAIL'}")
         if upload_in_process_s is not None:
             print(f"upload          {upload_in_process_s:.1f} s from first chunk to last ack "
                   f"({size / MB / upload_in_process_s:.1f} MB/s), as reported by msi-tui")

@@ -39,9 +39,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 key = tuple(sorted(path))
                 if key not in seen:
                     seen.add(key)
-                    found.append(path + [start])
+                    found.append([*path, start])
             elif nxt not in path and nxt > start:
-                visit(start, nxt, path + [nxt])
+                visit(start, nxt, [*path, nxt])
 
     for start in sorted(graph):
         visit(start, start, [start])

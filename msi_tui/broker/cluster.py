@@ -113,7 +113,7 @@ class LocalCluster:
         for node in self.nodes:
             if node.status().running:
                 continue
-            for name, port in node._bound_ports():  # noqa: SLF001 (same package)
+            for name, port in node.bound_ports():
                 if port_in_use(port):
                     raise OperatorError(
                         f"port {port} on {HOST} ({name}, {node.home.name}) is already in use by "

@@ -113,7 +113,7 @@ def _existing_cluster(cluster_home: Path | None, port: int) -> LocalCluster | No
         return None
     ports: list[int] = []
     for broker_home in broker_homes:
-        configured = LocalBroker(broker_home, port=port)._configured_port()  # noqa: SLF001
+        configured = LocalBroker(broker_home, port=port).configured_port()
         if configured is None:
             return None
         ports.append(configured)

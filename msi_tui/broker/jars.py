@@ -92,7 +92,8 @@ def parse_lock(text: str) -> tuple[PinnedJar, ...]:
             or not _SHA256.fullmatch(fields[2])
         ):
             raise ValueError(f"jars.lock line {number} is not 'group:artifact:version bytes sha256': {line!r}")
-        pins.append(PinnedJar(*parts, size=int(fields[1]), sha256=fields[2]))
+        group, artifact, version = parts
+        pins.append(PinnedJar(group, artifact, version, size=int(fields[1]), sha256=fields[2]))
     if not pins:
         raise ValueError("jars.lock lists no jars")
     return tuple(pins)

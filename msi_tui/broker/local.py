@@ -248,7 +248,7 @@ class LocalBroker:
         """
         pid = self._live_pid()
         if pid is not None:
-            running_port = self._configured_port()
+            running_port = self.configured_port()
             if running_port is not None and running_port != self.port:
                 raise OperatorError(
                     f"the broker in {self.home} is already running on port {running_port} "
@@ -259,7 +259,7 @@ class LocalBroker:
             return self.bootstrap
 
         # Refuse before launching Java: a clear message now beats a bind error in a log later.
-        for name, port in self._bound_ports():
+        for name, port in self.bound_ports():
             if port_in_use(port):
                 raise OperatorError(
                     f"port {port} on {HOST} ({name}) is already in use by another program: "
@@ -347,7 +347,7 @@ class LocalBroker:
             port = self.controller_port
             answering = _listening(port)
         elif pid is not None:
-            port = self._configured_port() or self.port
+            port = self.configured_port() or self.port
             answering = _answering(f"{HOST}:{port}", 3.0)
         return BrokerStatus(
             running=pid is not None,
@@ -357,9 +357,7 @@ class LocalBroker:
             answering=answering,
         )
 
-    # -- internals --------------------------------------------------------------------------
-
-    def _bound_ports(self) -> list[tuple[str, int]]:
+    def bound_ports(self) -> list[tuple[str, int]]:
         """(description, port) of every listener this node binds."""
         ports = []
         if self.has_broker:
@@ -372,6 +370,22 @@ class LocalBroker:
         if self.has_controller:
             ports.append(("Kafka controller", self.controller_port))
         return ports
+
+    def configured_port(self) -> int | None:
+        """The PLAINTEXT port in the current server.properties (that of a running broker)."""
+        try:
+            text = self.properties_path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("advertised.listeners="):
+                try:
+                    return int(line.split(",", 1)[0].rsplit(":", 1)[1])
+                except ValueError:
+                    return None
+        return None
+
+    # -- internals --------------------------------------------------------------------------
 
     def _server_properties(self, tls: TlsFiles | None = None) -> str:
         # No trailing "# comments" on value lines: Java properties would keep them in the value.
@@ -494,7 +508,7 @@ class LocalBroker:
             if not self.has_broker:
                 if _listening(self.controller_port):
                     return
-            elif _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
+            elif self.port is not None and _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
                 return
             time.sleep(min(_POLL_S * 5, max(remaining, 0)))
 
@@ -557,20 +571,6 @@ class LocalBroker:
         except PermissionError as exc:
             raise OperatorError(f"not allowed to stop the Kafka broker (pid {pid})") from exc
 
-    def _configured_port(self) -> int | None:
-        """The PLAINTEXT port in the current server.properties (that of a running broker)."""
-        try:
-            text = self.properties_path.read_text(encoding="utf-8")
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("advertised.listeners="):
-                try:
-                    return int(line.split(",", 1)[0].rsplit(":", 1)[1])
-                except ValueError:
-                    return None
-        return None
-
     def _log_excerpt(self) -> str:
         texts = []
         for name in ("server.log", "console.log"):
@@ -606,9 +606,7 @@ def _answering(bootstrap: str, timeout: float) -> bool:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet, "socket.timeout.ms": 3000}
-    )
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 3000}, logger=_quiet)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:

@@ -41,7 +41,7 @@ class ClusterConfig:
     def bootstrap(self) -> str:
         return self.broker.get("bootstrap.servers", "")
 
-    def with_bootstrap(self, servers: str) -> "ClusterConfig":
+    def with_bootstrap(self, servers: str) -> ClusterConfig:
         broker = dict(self.broker, **{"bootstrap.servers": servers})
         return ClusterConfig(self.name, self.source, broker, self.producer, self.consumer)
 
@@ -103,10 +103,16 @@ def _normalise(value: str) -> str:
     return value.lower() if value in ("True", "False") else value
 
 
+class _CaseKeeping(configparser.ConfigParser):
+    """Keys as written: librdkafka keys are case sensitive."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def parse_config(text: str, name: str, source: str) -> ClusterConfig:
     """Parse config text; raises OperatorError naming the file and problem."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(" #", " ;"))
-    parser.optionxform = str  # librdkafka keys are case sensitive
+    parser = _CaseKeeping(interpolation=None, inline_comment_prefixes=(" #", " ;"))
     try:
         parser.read_string(text, source=source)
     except configparser.Error as exc:

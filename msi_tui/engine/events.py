@@ -9,8 +9,9 @@ snapshot instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 Level = Literal["info", "warning", "error"]
 

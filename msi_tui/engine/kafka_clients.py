@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -19,6 +20,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import Notice
 from msi_tui.errors import OperatorError
+
+# librdkafka settings: str, int, bool values, and the callbacks and logger the client is given.
+Settings = dict[str, Any]
 
 STATS_INTERVAL_MS = 1000  # how soon a service sees the brokers back after an outage
 
@@ -49,9 +53,9 @@ _EXACTLY_IN_ORDER = {
 }
 
 
-def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: int) -> dict:
+def producer_settings(config: ClusterConfig, chunk_size: int, queue_max_size: int) -> Settings:
     """Producer settings tuned for large binary chunks, safe against loss and reordering."""
-    settings: dict = {
+    settings: Settings = {
         **_QUICK_FIRST_CONNECT,
         "client.id": "msi-tui-upload",
         # Never give up on a chunk while the broker is away: an outage only delays files.
@@ -90,9 +94,9 @@ def chunk_size_limit(config: ClusterConfig) -> tuple[int, str]:
     return min(limits, default=(LIBRDKAFKA_MAX_MESSAGE_BYTES - RECORD_ALLOWANCE, "librdkafka's limit"))
 
 
-def consumer_settings(config: ClusterConfig, group_id: str) -> dict:
+def consumer_settings(config: ClusterConfig, group_id: str) -> Settings:
     """Consumer settings for at-least-once: offsets are stored by us, only past safe data."""
-    settings: dict = {
+    settings: Settings = {
         **_QUICK_FIRST_CONNECT,
         "client.id": "msi-tui-reconstruct",
         "auto.offset.reset": "earliest",
@@ -132,7 +136,7 @@ def take_records(consumer: Consumer, batch: int, wait: float) -> list[Message]:
     return consumer.consume(batch, 0) or consumer.consume(1, wait)
 
 
-def admin_settings(config: ClusterConfig) -> dict:
+def admin_settings(config: ClusterConfig) -> Settings:
     return {**_QUICK_FIRST_CONNECT, **config.broker, "logger": KAFKA_LOG}
 
 
@@ -255,6 +259,12 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float
     return partitions
 
 
+class HasConnection(Protocol):
+    """A service's stats, as far as ConnectionWatch keeps them."""
+
+    connection: str  # connecting, connected, unreachable
+
+
 class ConnectionWatch:
     """One service's connection state, from its client: `error_cb` tells when the brokers are
     out of reach (said once); their return is said once too, within about a second, seen in
@@ -262,7 +272,7 @@ class ConnectionWatch:
     would count the statistics events), by asking for metadata (`probe`). `stats` is the
     service's stats, with `connection`."""
 
-    def __init__(self, stats: object, sink: Callable[[Notice], None], meanwhile: str) -> None:
+    def __init__(self, stats: HasConnection, sink: Callable[[Notice], None], meanwhile: str) -> None:
         self.stats = stats
         self.sink = sink
         self.meanwhile = meanwhile  # what happens while out of reach, for the operator
@@ -276,12 +286,12 @@ class ConnectionWatch:
 
     @property
     def unreachable(self) -> bool:
-        return self.stats.connection == "unreachable"  # type: ignore[attr-defined]
+        return self.stats.connection == "unreachable"
 
     def on_error(self, err: KafkaError) -> None:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
             if not self.unreachable:
-                self.stats.connection = "unreachable"  # type: ignore[attr-defined]
+                self.stats.connection = "unreachable"
                 self.sink(Notice(level="warning", message=f"Kafka unreachable, {self.meanwhile}: {err.str()}",
                                  at=time.time()))
         elif err.fatal():
@@ -314,5 +324,5 @@ class ConnectionWatch:
 
     def reachable(self) -> None:
         if self.unreachable:
-            self.stats.connection = "connected"  # type: ignore[attr-defined]
+            self.stats.connection = "connected"
             self.sink(Notice(level="info", message="Kafka is reachable again", at=time.time()))

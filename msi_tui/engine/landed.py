@@ -19,6 +19,7 @@ from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings
+from msi_tui.engine.kafka_records import headers_of, offset_of, partition_of
 from msi_tui.engine.registry import Registry, Unfinished
 
 CLOCK_SLACK_MS = 60_000  # records are looked for from this long before the upload began
@@ -53,19 +54,20 @@ def ended_on_topic(config: ClusterConfig, topic: str, uploads: Iterable[Unfinish
         deadline = time.monotonic() + LOOK_TIMEOUT_S
         while left and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
-                p = msg.partition()
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        left.discard(p)
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        left.discard(partition_of(msg))
                     continue
+                p = partition_of(msg)
                 if p not in left:
                     continue
-                u = wanted[p].get(msg.key() or b"")
-                if u is not None:
-                    kind = dict(msg.headers() or ()).get("msi.kind")
+                upload = wanted[p].get(msg.key() or b"")
+                if upload is not None:
+                    kind = dict(headers_of(msg) or ()).get("msi.kind")
                     if kind in (b"end", b"abort"):
-                        found[u.upload_id] = kind.decode()
-                if msg.offset() + 1 >= ends[p] or all(uid.decode() in found for uid in wanted[p]):
+                        found[upload.upload_id] = kind.decode()
+                if offset_of(msg) + 1 >= ends[p] or all(uid.decode() in found for uid in wanted[p]):
                     left.discard(p)
     except KafkaException as exc:
         KAFKA_LOG.warning("looking for unfinished uploads on %s: %s", topic, exc)

@@ -19,6 +19,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -214,7 +215,7 @@ class OutputFolder:
     def _publish_one(self, f: Staged) -> None:
         f.published = self._link(f)
 
-    def _per_file(self, f: Staged, step) -> None:  # noqa: ANN001
+    def _per_file(self, f: Staged, step: Callable[[Staged], None]) -> None:
         """Run one file's step. A failure that only that file has (its name, what is in its
         way, or an unexpected error seen too often) quarantines the file; a transient one is
         raised, so the caller waits and calls publish again."""

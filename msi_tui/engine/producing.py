@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from msi_tui.engine import wire
 from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.kafka_clients import ConnectionWatch, describe_kafka_error
+from msi_tui.engine.kafka_records import produced
 from msi_tui.engine.stats import UploadStats
 from msi_tui.errors import OperatorError
 
@@ -34,9 +35,10 @@ def fatal_cause(exc: BaseException | None) -> KafkaException | None:
     """The fatal producer error `exc` is or was caused by: a delivery report that poll()
     serves while such an error is pending fails with a SystemError caused by it."""
     while exc is not None:
-        err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-        if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
-            return exc  # type: ignore[return-value]
+        if isinstance(exc, KafkaException) and exc.args:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
+                return exc
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -75,7 +77,7 @@ class ProducerLink:
         producer = self.producer
         while True:
             try:
-                producer.produce(self.topic, value, key, partition=partition, headers=headers,
+                producer.produce(self.topic, value, key, partition=partition, headers=produced(headers),
                                  on_delivery=on_delivery)
                 return True
             except BufferError:
@@ -156,11 +158,10 @@ class ProducerLink:
                 upload_id, headers, partition = due = self._aborts.get_nowait()
             except queue.Empty:
                 return
-            report = lambda err, _msg, uid=upload_id: self._abort_acked(uid, err)  # noqa: E731
-            where = {"partition": partition} if partition >= 0 else {}
-            try:
-                self.producer.produce(self.topic, b"", upload_id.encode(), headers=headers, on_delivery=report,
-                                      **where)
+            report = lambda err, _msg, uid=upload_id: self._abort_acked(uid, err)
+            try:  # (partition -1, librdkafka's default: the partitioner places it)
+                self.producer.produce(self.topic, b"", upload_id.encode(), partition=partition,
+                                      headers=produced(headers), on_delivery=report)
             except BufferError:
                 self._aborts.put(due)  # room comes with the next delivery reports
                 return

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import Message
@@ -34,6 +35,7 @@ from msi_tui.engine.events import (
 )
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
 from msi_tui.engine.journal import Journal
+from msi_tui.engine.kafka_records import headers_of, offset_of, partition_of
 from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.output import OutputFolder, Staged
 from msi_tui.engine.receipts import Outcome, ReceiptBook, new_receipt
@@ -90,7 +92,8 @@ class RebuildContext:
 class Rebuilder:
     """One rebuilding thread's state and work."""
 
-    def __init__(self, ctx: RebuildContext, decode: Callable[[wire.Headers], wire.RecordMeta], writer: DiskWriter) -> None:
+    def __init__(self, ctx: RebuildContext, decode: Callable[[wire.ReadHeaders | None], wire.RecordMeta],
+                 writer: DiskWriter) -> None:
         self.ctx = ctx
         self.decode = decode
         self.writer = writer
@@ -109,8 +112,8 @@ class Rebuilder:
         publish the files they completed, then account for them in the ledger."""
         ctx = self.ctx
         with ctx.lock:  # (a batch is in offset order: when its first record is fresh, all are)
-            if not ctx.ledger.fresh(partition, records[0].offset()):
-                records = [m for m in records if ctx.ledger.fresh(partition, m.offset())]  # stale fetches
+            if not ctx.ledger.fresh(partition, offset_of(records[0])):
+                records = [m for m in records if ctx.ledger.fresh(partition, offset_of(m))]  # stale fetches
         if not records:
             return
         self.touched.clear()
@@ -122,18 +125,18 @@ class Rebuilder:
             try:
                 self._handle(msg)  # (the retrying wrapper only once it fails: this runs per chunk)
             except Exception as exc:
-                if not self._until_done(lambda: self._handle(msg), partition, generation, self._upload_of(msg), exc):
+                if not self._until_done(partial(self._handle, msg), partition, generation, self._upload_of(msg), exc):
                     return  # revoked or stopping
-        for uid, assembly in list(self.touched.items()):
-            if not self._until_done(lambda: self._write_run(assembly), partition, generation, lambda: assembly):
+        for assembly in list(self.touched.values()):
+            if not self._until_done(partial(self._write_run, assembly), partition, generation, _known(assembly)):
                 return
         # Revoked or stopping on the way: the files stay pinned to the offset, replayed later.
-        for uid, (a, s) in list(self.complete.items()):
-            if not self._until_done(lambda: self._verify(a, s), partition, generation, lambda: a):
+        for a, s in list(self.complete.values()):
+            if not self._until_done(partial(self._verify, a, s), partition, generation, _known(a)):
                 return
         if self.complete:  # one publish for the batch (see OutputFolder.publish)
             files = [s for _a, s in self.complete.values()]
-            if not self._until_done(lambda: ctx.output.publish(files), partition, generation, lambda: None):
+            if not self._until_done(partial(ctx.output.publish, files), partition, generation, _known(None)):
                 return
         for a, s in list(self.complete.values()):
             if s.released:
@@ -153,7 +156,7 @@ class Rebuilder:
                 return
             for uid, assembly in self.touched.items():
                 ctx.ledger.touch(partition, uid, assembly.newest_ms)
-            ctx.ledger.accounted(partition, last.offset(), _timestamp(last))
+            ctx.ledger.accounted(partition, offset_of(last), _timestamp(last))
             silent = [ctx.assemblies[uid] for uid in ctx.ledger.abandoned(partition) if uid in ctx.assemblies]
         for a in silent:
             minutes = ctx.ledger.abandon_after_ms / 60000
@@ -177,23 +180,23 @@ class Rebuilder:
                     if ctx.blocked_by is not None:
                         self._unblocked()
                     return True
-            exc, failed = failed, None
-            failure = classify(exc)
+            error, failed = failed, None
+            failure = classify(error)
             if failure == "transient":
-                self._blocked(exc)
+                self._blocked(error)
                 if ctx.stop.wait(RETRY_AFTER_S):
                     return False
                 continue
             if failure == "unexpected" and unexpected < UNEXPECTED_RETRIES:
                 unexpected += 1
                 ctx.sink(Notice(level="warning", at=time.time(), message=(
-                    f"partition {partition}: {describe(exc)}; trying again ({unexpected}/{UNEXPECTED_RETRIES})")))
+                    f"partition {partition}: {describe(error)}; trying again ({unexpected}/{UNEXPECTED_RETRIES})")))
                 if ctx.stop.wait(0.2):
                     return False
                 continue
             a = upload()
             if a is not None:
-                self._end(a, "refused", describe(exc))
+                self._end(a, "refused", describe(error))
             return True  # (a record of no upload being rebuilt: see _handle's own refusals)
         return False
 
@@ -207,7 +210,7 @@ class Rebuilder:
         """Apply one record. Raises only for trouble on our side (see _until_done)."""
         ctx = self.ctx
         value = msg.value() or b""
-        headers = msg.headers()
+        headers = headers_of(msg)
         try:
             index = wire.next_chunk_index(headers)
             if index is not None:  # the common case: one more chunk of an upload begun earlier
@@ -236,15 +239,16 @@ class Rebuilder:
                     raise  # (waits, or is tried again: see _until_done)
                 self._refuse_unopened(meta, describe(exc))
                 return
-            assembly = Assembly(meta, msg.partition(), msg.offset(), fd, staged, writer=self.writer,
+            partition, offset = partition_of(msg), offset_of(msg)
+            assembly = Assembly(meta, partition, offset, fd, staged, writer=self.writer,
                                 direct=ctx.direct_writes, newest_ms=_timestamp(msg))
             with ctx.lock:
                 ctx.assemblies[uid] = assembly
-                ctx.ledger.open(msg.partition(), uid, msg.offset(), assembly.newest_ms)
+                ctx.ledger.open(partition, uid, offset, assembly.newest_ms)
             with ctx.stats.lock:
                 ctx.stats.table.put(uid, path=wire.shown_name(meta.path), size=meta.size, chunks_done=0,
                                     chunks_total=meta.count, state="receiving", started=time.time(), finished=None,
-                                    source=meta.source, partition=msg.partition())
+                                    source=meta.source, partition=partition)
         elif not self._goes_on(msg, assembly):
             return
         elif meta.kind != "abort" and not assembly.matches(meta):  # (an abort needs only the id)
@@ -360,9 +364,9 @@ class Rebuilder:
                                    duplicate=published.duplicate, source=source, at=time.time()))
         kept_as = published.older_kept_as or (published.path if published.path != s.relpath else None)
         if kept_as is not None:
-            ctx.sink(FileKeptBoth(path=path, saved_as=wire.shown_name(kept_as), older_moved=bool(published.older_kept_as),
-                                  source=source, other_source=published.other_source, rewrite=published.rewrite,
-                                  at=time.time()))
+            ctx.sink(FileKeptBoth(path=path, saved_as=wire.shown_name(kept_as),
+                                  older_moved=bool(published.older_kept_as), source=source,
+                                  other_source=published.other_source, rewrite=published.rewrite, at=time.time()))
         self._close(a, "published", saved_as=published.path)
         if ctx.journal:
             ctx.journal.add(uid, path)
@@ -397,7 +401,7 @@ class Rebuilder:
         ctx.receipts.record(new_receipt(meta.upload_id, ctx.group_id, "refused", meta.path, str(ctx.output_dir),
                                         size=meta.size, algorithm=meta.algorithm, reason=reason))
 
-    def _close(self, a: Assembly, outcome: Outcome, **details: str) -> None:
+    def _close(self, a: Assembly, outcome: Outcome, saved_as: str = "", reason: str = "") -> None:
         """Forget an ended upload: the ledger lets its offset go, the receipt says how it ended."""
         ctx = self.ctx
         uid = a.meta.upload_id
@@ -406,7 +410,7 @@ class Rebuilder:
             ctx.ledger.close(a.partition, uid)
         ctx.receipts.record(new_receipt(uid, ctx.group_id, outcome, a.meta.path, str(ctx.output_dir),
                                         size=a.meta.size, digest=a.expected_digest, algorithm=a.meta.algorithm,
-                                        **details))
+                                        saved_as=saved_as, reason=reason))
 
     # --- reports -----------------------------------------------------------------------
 
@@ -421,7 +425,8 @@ class Rebuilder:
         if count <= REJECTS_REPORTED_ONE_BY_ONE or count % 1000 == 0:
             if count > REJECTS_REPORTED_ONE_BY_ONE:
                 reason = f"{reason} ({count} records refused so far)"
-            self.ctx.sink(RecordRejected(partition=msg.partition(), offset=msg.offset(), reason=reason, at=time.time()))
+            self.ctx.sink(RecordRejected(partition=partition_of(msg), offset=offset_of(msg), reason=reason,
+                                         at=time.time()))
 
     def _blocked(self, exc: Exception) -> None:
         """Say once that the output folder refuses writes (disk full, permissions)."""
@@ -444,6 +449,11 @@ class Rebuilder:
             ctx.stats.state = "paused" if ctx.paused.is_set() else "consuming"
             ctx.sink(Notice(level="info", message=f"{ctx.output_dir} is writable again: reconstruction resumed",
                             at=time.time()))
+
+
+def _known(a: Assembly | None) -> Callable[[], Assembly | None]:
+    """The upload a step of a batch works for, for _until_done."""
+    return lambda: a
 
 
 def _timestamp(msg: Message) -> int:

@@ -17,14 +17,16 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Literal, get_args
+from typing import Literal, TypedDict, Unpack, get_args
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.kafka_clients import KAFKA_LOG, admin_settings, ensure_topic
+from msi_tui.engine.kafka_records import offset_of, partition_of
 
 Outcome = Literal["published", "quarantined", "refused", "withdrawn", "abandoned"]
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
@@ -76,8 +78,8 @@ class Receipt:
             receipt = Receipt(**fields)
         except (ValueError, TypeError):
             return None
-        if not (isinstance(receipt.upload_id, str) and isinstance(receipt.group, str)
-                and receipt.outcome in OUTCOMES):
+        if not (isinstance(fields["upload_id"], str) and isinstance(fields["group"], str)
+                and fields["outcome"] in OUTCOMES):
             return None
         return receipt
 
@@ -200,9 +202,9 @@ class ReceiptBook:
                         if (self._suffix is None or key.endswith(self._suffix)) and \
                                 key[:32].decode("ascii", "replace") not in self._seen:
                             self._take(msg.value() or b"")
-                        read[msg.partition()] = msg.offset() + 1
+                        read[partition_of(msg)] = offset_of(msg) + 1
                     elif err.code() == KafkaError._PARTITION_EOF:
-                        read[msg.partition()] = msg.offset()
+                        read[partition_of(msg)] = offset_of(msg)
                 if read:
                     with self._read:
                         for p, position in read.items():
@@ -225,6 +227,17 @@ class ReceiptBook:
                     KAFKA_LOG.exception("handling receipt of upload %s", receipt.upload_id)
 
 
-def new_receipt(upload_id: str, group: str, outcome: Outcome, path: str, output: str, **details: object) -> Receipt:
+class ReceiptDetails(TypedDict, total=False):
+    """What a receipt may say besides who ended which upload how (see Receipt)."""
+
+    saved_as: str
+    size: int
+    digest: str
+    algorithm: str
+    reason: str
+
+
+def new_receipt(upload_id: str, group: str, outcome: Outcome, path: str, output: str,
+                **details: Unpack[ReceiptDetails]) -> Receipt:
     return Receipt(upload_id=upload_id, group=group, outcome=outcome, path=path, output=output,
-                   host=socket.gethostname(), at=time.time(), **details)  # type: ignore[arg-type]
+                   host=socket.gethostname(), at=time.time(), **details)

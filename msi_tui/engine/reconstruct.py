@@ -29,11 +29,18 @@ from msi_tui.engine import wire
 from msi_tui.engine.assembly import DiskWriter
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import Notice, Sink, guarded
-from msi_tui.engine.journal import Journal
-from msi_tui.engine.kafka_clients import (ConnectionWatch, check_reachable, consumer_settings, describe_kafka_error,
-                                         ensure_topic, take_records)
-from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.failures import describe
+from msi_tui.engine.journal import Journal
+from msi_tui.engine.kafka_clients import (
+    ConnectionWatch,
+    check_reachable,
+    consumer_settings,
+    describe_kafka_error,
+    ensure_topic,
+    take_records,
+)
+from msi_tui.engine.kafka_records import partition_of
+from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
 from msi_tui.engine.rebuild import RebuildContext, Rebuilder
 from msi_tui.engine.receipts import ReceiptBook
@@ -55,6 +62,8 @@ STUCK_AFTER_S = 5.0  # workers this long over IN_FLIGHT_BYTES (a full disk): pau
 HAND_OVER_WAIT_S = 30.0  # how long a revoke waits for the workers to leave the partitions
 RECEIPTS_WAIT_S = 10.0  # how long a new owner waits to have read the receipts written before it
 LOG = logging.getLogger("msi_tui.reconstruct")
+# A worker's queue: (partition, generation, records, their bytes), or None to stop.
+_Work = queue.SimpleQueue[tuple[int, int, list[Message], int] | None]
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ class Reconstructor:
         self._pending: dict[int, int] = {}  # partition -> batches queued or being applied
         self._in_flight = 0  # bytes of those batches
         self._flow = threading.Condition(self.ctx.lock)
-        self._workers: list[queue.SimpleQueue] = []
+        self._workers: list[_Work] = []
         self._reassigned = False
         self._unstored: set[int] = set()  # partitions whose safe offset may have moved since last stored
         self._stopped = threading.Event()
@@ -146,7 +155,7 @@ class Reconstructor:
         self.stats.state = "consuming"
         self._running = 1
         for i in range(self.settings.n_threads):
-            work: queue.SimpleQueue = queue.SimpleQueue()
+            work: _Work = queue.SimpleQueue()
             name = f"msi-rebuild-{i}"
             rebuilder = Rebuilder(self.ctx, wire.decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
             self._workers.append(work)
@@ -231,7 +240,7 @@ class Reconstructor:
         for msg in messages:
             err = msg.error()
             if err is None:
-                by_partition.setdefault(msg.partition(), []).append(msg)
+                by_partition.setdefault(partition_of(msg), []).append(msg)
             elif err.code() != KafkaError._PARTITION_EOF:
                 self.sink(Notice(level="warning", message=f"Kafka: {err.str()}", at=time.time()))
         workers = self._workers
@@ -248,7 +257,7 @@ class Reconstructor:
             workers[partition % len(workers)].put((partition, generation, records, size))
         return total
 
-    def _work_loop(self, work: queue.SimpleQueue, rebuilder: Rebuilder) -> None:
+    def _work_loop(self, work: _Work, rebuilder: Rebuilder) -> None:
         while (item := work.get()) is not None:
             # What else is queued for the same partition joins the batch: a batch grows when
             # the worker falls behind, and the files it completes are published together
@@ -283,7 +292,7 @@ class Reconstructor:
         """An error no step of a batch caught (a fault of ours): stop applying the partition's
         records here, so its offset stays before the batch; a restart or the partition's
         next owner replays it."""
-        LOG.exception("rebuilding partition %d", partition)
+        LOG.error("rebuilding partition %d", partition, exc_info=exc)
         with self._flow:
             if self.ctx.owns(partition, generation):
                 self.ctx.ledger.halt(partition)

@@ -182,7 +182,7 @@ class Registry:
     def is_done(self, relpath: str, size: int, mtime_ns: int) -> bool:
         """True when this exact version of the file was fully acknowledged before."""
         with self._lock:
-            row = self._db.execute(
+            row: tuple[int, int, str] | None = self._db.execute(
                 "SELECT size, mtime_ns, state FROM uploads WHERE destination=? AND folder=? AND relpath=?",
                 (self.destination, self.folder, _key(relpath)),
             ).fetchone()

@@ -11,8 +11,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 RECENT_FILES = 200  # finished files kept for display; in-progress ones are always kept
+_Row = dict[str, Any]  # a FileProgress in the making: its fields by name
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class FileTable:
     """Per-file progress keyed by an id, bounded to the files in progress plus recent ones."""
 
     def __init__(self) -> None:
-        self._rows: OrderedDict[str, dict] = OrderedDict()
+        self._rows: OrderedDict[str, _Row] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()  # keys of finished rows, oldest first
 
     def put(self, key: str, **row: object) -> None:
@@ -104,7 +106,7 @@ class FileTable:
         if row is not None:
             row["chunks_done"] += done
 
-    def _note_finished(self, key: str, fields: dict) -> None:
+    def _note_finished(self, key: str, fields: _Row) -> None:
         if fields.get("finished") is None:
             return
         self._finished[key] = None

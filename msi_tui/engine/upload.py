@@ -26,8 +26,15 @@ from confluent_kafka import KafkaError, KafkaException
 
 from msi_tui.engine import wire
 from msi_tui.engine.config import ClusterConfig
-from msi_tui.engine.events import (FileChangedDuringUpload, FileQueued, FileUploaded, FileUploadFailed,
-                                   FileUploadStarted, Notice, Sink)
+from msi_tui.engine.events import (
+    FileChangedDuringUpload,
+    FileQueued,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    Notice,
+    Sink,
+)
 from msi_tui.engine.followup import Followup
 from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
 from msi_tui.engine.landed import settle_unfinished

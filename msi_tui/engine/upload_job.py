@@ -81,8 +81,8 @@ class Delivery:
     the first failed one.
     """
 
-    __slots__ = ("stats", "ended", "job", "upload_id", "size", "mtime_ns", "chunks", "chunk_size", "common",
-                 "acked", "outcome", "producing", "started", "partition")
+    __slots__ = ("acked", "chunk_size", "chunks", "common", "ended", "job", "mtime_ns", "outcome", "partition",
+                 "producing", "size", "started", "stats", "upload_id")
 
     def __init__(self, stats: UploadStats, ended: Callable[[Delivery, KafkaError | None], None], job: Job,
                  upload_id: str, size: int, mtime_ns: int, chunk_size: int, common: wire.Headers,
@@ -113,7 +113,8 @@ class Delivery:
             if newly <= 0:
                 return
             stats.chunks_delivered += newly
-            stats.bytes_delivered += min(through * self.chunk_size, self.size) - min(self.acked * self.chunk_size, self.size)
+            size, chunk = self.size, self.chunk_size
+            stats.bytes_delivered += min(through * chunk, size) - min(self.acked * chunk, size)
             stats.table.bump(self.upload_id, newly)
             self.acked = through
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from typing import Callable, Literal, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple, get_args
 
 from msi_tui.engine.digest import ALGORITHMS, DEFAULT, HEX_DIGITS, Algorithm
 
@@ -31,14 +32,15 @@ MAX_NAME_BYTES = 255
 RESERVED_PREFIX = ".msi-tui-"  # the reconstructor's own folders in its output (staging, quarantine)
 
 Kind = Literal["chunk", "end", "abort", "dir"]
-_KINDS: frozenset[str] = frozenset(("chunk", "end", "abort", "dir"))
+_KINDS: dict[bytes, Kind] = {k.encode(): k for k in get_args(Kind)}
 _ALGORITHMS: dict[bytes, Algorithm] = {a.encode(): a for a in ALGORITHMS}
 MAX_SOURCE_BYTES = 64
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"[0-9a-f]+")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, bytes]]  # as produced
+ReadHeaders = Sequence[tuple[str, bytes | None]]  # as read (a header's value may be null)
 
 
 class WireError(ValueError):
@@ -54,8 +56,9 @@ class RecordMeta(NamedTuple):
     path: str
     size: int
     chunk_size: int
-    count: int
-    index: int = 0
+    # (count and index hide the tuple methods of those names, which nothing calls on a RecordMeta)
+    count: int  # type: ignore[assignment]
+    index: int = 0  # type: ignore[assignment]
     digest: str = ""  # end records: the whole file's digest, hex
     algorithm: Algorithm = DEFAULT  # which digest the upload carries
     source: str = ""  # the uploader's source name (version 5; "" before)
@@ -102,7 +105,7 @@ def file_headers(upload_id: str, path: str, size: int, chunk_size: int, algorith
 
 def dir_headers(upload_id: str, path: str, source: str, mtime_ns: int) -> Headers:
     """A `dir` record: the folder `path` exists at the source (it may be empty)."""
-    return file_headers(upload_id, path, 0, 1, DEFAULT, source, mtime_ns) + [("msi.kind", b"dir")]
+    return [*file_headers(upload_id, path, 0, 1, DEFAULT, source, mtime_ns), ("msi.kind", b"dir")]
 
 
 def check_source(source: str) -> str:
@@ -120,10 +123,10 @@ def check_source(source: str) -> str:
 def chunk_headers(common: Headers, index: int) -> Headers:
     if index:
         return [_MAGIC_HEADER, _VERSION_HEADER, ("msi.index", str(index).encode())]
-    return common + [("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
+    return [*common, ("msi.kind", b"chunk"), ("msi.index", str(index).encode())]
 
 
-def next_chunk_index(headers: Sequence[tuple[str, bytes | None]] | None) -> int | None:
+def next_chunk_index(headers: ReadHeaders | None) -> int | None:
     """The index a chunk after its upload's first carries (exactly the headers msi, msi.v and
     msi.index); None for any other record, which `decode` then reads. What else the chunk
     needs comes from the upload's first chunk, read before it."""
@@ -145,11 +148,11 @@ def check_index(index: int, count: int) -> None:
 
 def end_headers(common: Headers, digest_hex: str) -> Headers:
     """The closing record's headers; the digest is of the algorithm `common` names."""
-    return common + [("msi.kind", b"end"), ("msi.digest", digest_hex.encode())]
+    return [*common, ("msi.kind", b"end"), ("msi.digest", digest_hex.encode())]
 
 
 def abort_headers(common: Headers) -> Headers:
-    return common + [("msi.kind", b"abort")]
+    return [*common, ("msi.kind", b"abort")]
 
 
 def _is_count(raw: bytes) -> bool:
@@ -166,12 +169,12 @@ def _int(fields: dict[str, bytes], name: str) -> int:
     return int(raw)
 
 
-def decoder(max_size: int) -> Callable[[Sequence[tuple[str, bytes | None]] | None], RecordMeta]:
+def decoder(max_size: int) -> Callable[[ReadHeaders | None], RecordMeta]:
     """`decode` with the size limit given."""
     return functools.partial(decode, max_size=max_size)
 
 
-def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) -> RecordMeta:
+def decode(headers: ReadHeaders | None, max_size: int) -> RecordMeta:
     """Validate a record's headers and return its metadata, or raise WireError saying why.
 
     `max_size` bounds the declared file size, so nothing is ever sized from a hostile header.
@@ -199,9 +202,10 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
     if len(source) > MAX_SOURCE_BYTES or any(unicodedata.category(c) == "Cc" for c in source):
         raise WireError("header msi.source is too long or has a control character")
     mtime_ns = _int(fields, "msi.mtime")
-    kind = fields.get("msi.kind", b"").decode("ascii", "replace")
-    if kind not in _KINDS:
-        raise WireError(f"unknown record kind {kind[:16]!r}")
+    raw_kind = fields.get("msi.kind", b"")
+    kind = _KINDS.get(raw_kind)
+    if kind is None:
+        raise WireError(f"unknown record kind {raw_kind.decode('ascii', 'replace')[:16]!r}")
     upload_id = fields.get("msi.id", b"").decode("ascii", "replace")
     if not _HEX_ID.fullmatch(upload_id):
         raise WireError("bad upload id")
@@ -223,8 +227,7 @@ def decode(headers: Sequence[tuple[str, bytes | None]] | None, max_size: int) ->
         digest = fields.get("msi.digest", b"").decode("ascii", "replace")
         if len(digest) != HEX_DIGITS[algorithm] or not _HEX.fullmatch(digest):
             raise WireError("bad or missing msi.digest in end record")
-    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm,  # type: ignore[arg-type]
-                      source, mtime_ns)
+    return RecordMeta(kind, upload_id, path, size, chunk_size, count, index, digest, algorithm, source, mtime_ns)
 
 
 @functools.lru_cache(maxsize=4096)  # every record of an upload repeats its path
