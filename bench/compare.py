@@ -27,8 +27,13 @@ e2e, latency, memory.
                time for the large file's bytes (1 MiB writes, fsync), Kafka aside.
   e2e          uploader watching an empty folder + reconstructor running, then the many
                files are copied in: first copy started -> last file verified/reconstructed.
-  latency      1,000-byte files written one every --latency-gap s; per file, write -> the
-               reconstructor's line for it; p50/p95.
+  latency      --latency-files (50) files of 1,000 bytes written one every --latency-gap s into
+               a watched folder; per file, from its close to its arrival in the output (the
+               reconstructor's 'reconstructed' line, printed once the file is published under
+               its name); p50/p95. msi-tui runs once per --latency-settles value (its default
+               settle window, 0.5 s, and --settle-seconds 0). Then the --after-verified move
+               round trip: one file per --move-sizes size, from its close to its 'verified'
+               line at the uploader and to its move out of the watched folder.
   memory       one --big-gib file at 16 KiB chunks: peak RSS of each side of each tool.
 
 Seconds are wall time from spawning the program to the fact (its exit for upload-file and
@@ -46,6 +51,7 @@ to run, the reason is printed and the other comparisons go on.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import mmap
 import os
 import shutil
@@ -64,7 +70,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-from roundtrip_memory import GIB, MB, MIB, Child, MemSampler, write_random_file  # noqa: E402
+from roundtrip_memory import GIB, MB, MIB, Child, MemSampler, sha256_of, write_random_file  # noqa: E402
 from msi_tui.formatting import plural  # noqa: E402
 
 OMS_VENV = BENCH / ".venv-openmsistream"
@@ -363,8 +369,10 @@ class Bench:
 
     # --- e2e and latency: a watcher and a reconstructor running together ------------------
 
-    def pair(self, tool: str, cs: int, tag: str) -> tuple[QuietChild, QuietChild, Path, str]:
-        """Start (uploader watching an empty folder, reconstructor); return once both are ready."""
+    def pair(self, tool: str, cs: int, tag: str,
+             upload_args: tuple[object, ...] = ()) -> tuple[QuietChild, QuietChild, Path, Path]:
+        """Start (uploader watching an empty folder, reconstructor); return once both are ready.
+        `upload_args`: more options for msi-tui's uploader (the latency part's)."""
         topic, group, env = self.fresh(f"{tool}-{tag}")
         watched = self.run_dir / "watched" / f"{tool}-{group}"
         out = self.run_dir / "out" / f"{tool}-{group}"
@@ -374,7 +382,8 @@ class Bench:
                                                         "--topic", topic, "--group-id", group, "--update-seconds", "-1"),
                             env, stdin=True)
             up = self.spawn("msi upload", self.msi("upload", watched, "--headless", "--bootstrap", self.bootstrap,
-                                                   "--topic", topic, "--chunk-size", cs, "--update-seconds", "-1"),
+                                                   "--topic", topic, "--chunk-size", cs, "--update-seconds", "-1",
+                                                   *upload_args),
                             env, stdin=True)
             ready = [(rc, "reconstructing files"), (up, "watching ")]
         else:
@@ -409,16 +418,18 @@ class Bench:
         self.discard(watched, out)
         return res
 
-    def latency(self, tool: str, cs: int) -> Result:
+    def latency(self, tool: str, cs: int, settle: str | None = None) -> Result:
+        """Per file, from its close (the end of the `with` block) to the reconstructor's line.
+        `settle`: msi-tui's --settle-seconds (None: its default)."""
         n, gap = self.args.latency_files, self.args.latency_gap
-        up, rc, watched, out = self.pair(tool, cs, "lat")
+        extra = ("--settle-seconds", settle) if tool == MSI and settle is not None else ()
+        up, rc, watched, out = self.pair(tool, cs, "lat", extra)
         dropped: dict[str, float] = {}
         for i in range(n):
             name = f"small-{i:03d}.bin"
-            t = time.monotonic()
             with open(watched / name, "wb") as f:
                 f.write(os.urandom(1000))
-            dropped[name] = t
+            dropped[name] = time.monotonic()  # closed
             time.sleep(gap)
         needle = RECONSTRUCT_LINE if tool == MSI else OMS_DONE_LINE
         rc.wait_lines(needle, n, 60 + 10 * n)
@@ -439,6 +450,45 @@ class Bench:
         return Result(statistics.median(lat), max(up.peak_mb, rc.peak_mb), None,
                       "" if len(lat) == n else f"{len(lat)}/{n} arrived",
                       {"p95": p95, "n": len(lat), "max": lat[-1]})
+
+    def after_verified_move(self, cs: int, size: int) -> Result:
+        """`upload --after-verified move DIR`: one file of `size` bytes written into the watched
+        folder; from its close to the uploader's 'uploaded' and 'verified' lines, and to its
+        move under DIR (the uploader's 'moved to' line, then checked on disk: gone from the
+        source, the same bytes under DIR). The move waits until the file has been unchanged
+        for a minute (CLEANUP_MIN_AGE_S in msi_tui/engine/followup.py)."""
+        moved_to = self.run_dir / "moved" / uuid.uuid4().hex[:8]
+        up, rc, watched, out = self.pair(MSI, cs, "move", ("--after-verified", "move", moved_to))
+        name = f"round-trip-{size}.bin"
+        since = len(up.lines)
+        if size >= MIB:
+            digest = write_random_file(watched / name, size)
+        else:
+            data = os.urandom(size)
+            with open(watched / name, "wb") as fh:
+                fh.write(data)
+            digest = hashlib.sha256(data).hexdigest()
+        closed = time.monotonic()
+        times: dict[str, float | None] = {}
+        for key, needle in (("uploaded", f"uploaded {name} ("), ("verified", f"verified {name} at "),
+                            ("moved", f"{name}: verified, moved to ")):
+            deadline = closed + self.args.timeout
+            t = None
+            while t is None and time.monotonic() < deadline and up.alive():
+                t = next((t for t, line in list(up.lines)[since:] if needle in line), None)
+                if t is None:
+                    time.sleep(0.05)
+            times[key] = None if t is None else t - closed
+        note = ""
+        target = moved_to / name
+        if times["moved"] is None:
+            note = f"not moved: {up.tail(4)}"
+        elif (watched / name).exists() or not target.exists() or sha256_of(target) != digest:
+            note = "moved, but the source is still there or the moved file differs"
+        up.quit()
+        rc.quit()
+        self.discard(watched, out, moved_to)
+        return Result(times["moved"], max(up.peak_mb, rc.peak_mb), None, note, times)
 
 
 # --- the bare clients (run as subprocesses of this script) --------------------------------
@@ -613,6 +663,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat-oms", type=int, default=1, help="runs per cell of OpenMSIStream (default %(default)s)")
     p.add_argument("--latency-files", type=int, default=50)
     p.add_argument("--latency-gap", type=float, default=0.5, help="seconds between small files (default %(default)s)")
+    p.add_argument("--latency-settles", default="default,0",
+                   help="msi-tui's --settle-seconds values for the latency part, 'default' for its own "
+                        "(default %(default)s)")
+    p.add_argument("--move-sizes", default="1000,100000000",
+                   help="file sizes (bytes) of the --after-verified move round trip, empty to skip it "
+                        "(default %(default)s)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after the ready lines before dropping files")
     p.add_argument("--skip-oms", action="store_true", help="leave OpenMSIStream out")
     p.add_argument("--oms-compression", default="none",
@@ -782,16 +838,39 @@ def main(argv: list[str] | None = None) -> int:
                                    "copy s", "note"], rows)
 
         if "latency" in parts:
+            from msi_tui.engine.watch import DEFAULT_SETTLE_S
+
             rows = []
             cs = chunks[0]
-            for tool in [t for t in tools if t != BARE]:
-                print(f"latency {args.latency_files} x 1000 B, {cs} B chunks: {tool}", flush=True)
-                r = bench.latency(tool, cs)
+            variants: list[tuple[str, str | None]] = [
+                (MSI, None if s == "default" else s) for s in args.latency_settles.split(",") if s]
+            variants += [(OMS, None)] if OMS in tools else []
+            for tool, settle in variants:
+                window = (DEFAULT_SETTLE_S if settle is None else float(settle)) if tool == MSI else None
+                label = tool if tool != MSI else f"{tool} (settle {window:g} s{', default' if settle is None else ''})"
+                print(f"latency {args.latency_files} x 1000 B, {cs} B chunks: {label}", flush=True)
+                r = bench.latency(tool, cs, settle)
                 bench.drop_topics()
-                rows.append([f"{r.extra.get('n', 0)} x 1000 B", str(cs), tool, f(r.seconds, "6.2f"),
-                             f(r.extra.get("p95"), "6.2f"), f(r.extra.get("max"), "6.2f"), r.note[:60]])
-            report += print_table(f"latency (file written -> reconstructed line; one file every {args.latency_gap:g} s)",
-                                  ["files", "chunk B", "tool", "p50 s", "p95 s", "max s", "note"], rows)
+                verdict = ""
+                if window is not None and r.seconds is not None:
+                    verdict = "PASS" if r.seconds <= window + 0.030 else "FAIL"
+                rows.append([f"{r.extra.get('n', 0)} x 1000 B", str(cs), label, f(r.seconds, "6.3f"),
+                             f(r.extra.get("p95"), "6.3f"), f(r.extra.get("max"), "6.3f"), verdict, r.note[:60]])
+            if rows:
+                title = f"latency (file closed -> arrived in the output; one file every {args.latency_gap:g} s)"
+                report += print_table(title, ["files", "chunk B", "tool", "p50 s", "p95 s", "max s",
+                                              "p50<=settle+30ms", "note"], rows)
+            if args.move_sizes:
+                rows = []
+                for size in [int(x) for x in args.move_sizes.split(",")]:
+                    print(f"after-verified move round trip: {size} B", flush=True)
+                    r = bench.after_verified_move(cs, size)
+                    bench.drop_topics()
+                    rows.append([f"{size:,} B", str(cs), f(r.extra.get("uploaded"), "7.2f"),
+                                 f(r.extra.get("verified"), "7.2f"), f(r.extra.get("moved"), "7.2f"), r.note[:60]])
+                report += print_table("--after-verified move (file closed -> uploaded / verified at the destination / "
+                                      "moved away from the source; the move waits for 60 s unchanged)",
+                                      ["file", "chunk B", "uploaded s", "verified s", "moved s", "note"], rows)
 
         if "memory" in parts:
             size = int(args.big_gib * GIB)
