@@ -7,16 +7,19 @@ commands are read from standard input when there is one; signals take the same p
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
 from msi_tui.engine.events import Event, FileQueued
 from msi_tui.engine.reconstruct import Reconstructor
+from msi_tui.engine.service import ReconstructService, UploadService
 from msi_tui.engine.upload import Uploader
-from msi_tui.formatting import describe_event, human_size, plural
+from msi_tui.formatting import describe_event, exit_summary, human_size, in_flight_lines, plural
 
 DRAIN_REPORT_S = 2.0
 
@@ -29,7 +32,7 @@ def describe(event: Event) -> str | None:
     return f"{level.upper()}: {message}" if level in ("warning", "error") else message
 
 
-def upload_counts(uploader: Uploader) -> str:
+def upload_counts(uploader: UploadService) -> str:
     s = uploader.snapshot()
     return (
         f"files enqueued {s.files_queued}, in progress {s.files_in_progress}, done {s.files_done}, "
@@ -39,7 +42,7 @@ def upload_counts(uploader: Uploader) -> str:
     )
 
 
-def reconstruct_counts(reconstructor: Reconstructor) -> str:
+def reconstruct_counts(reconstructor: ReconstructService) -> str:
     s = reconstructor.snapshot()
     lag = "unknown" if s.lag is None else str(s.lag)
     return (
@@ -47,6 +50,20 @@ def reconstruct_counts(reconstructor: Reconstructor) -> str:
         f"{s.files_in_progress}, quarantined {s.files_quarantined}, records refused {s.records_rejected}; "
         f"lag {lag}; Kafka {s.connection}"
     )
+
+
+def log_file() -> Path | None:
+    """Where the `msi_tui` loggers write (the CLI sets it up), for the exit summary."""
+    for handler in logging.getLogger("msi_tui").handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
+
+
+def check_lines(service: Uploader | Reconstructor) -> list[str]:
+    """`check`: the counts, then each file in flight with how far it got."""
+    counts = upload_counts(service) if isinstance(service, Uploader) else reconstruct_counts(service)
+    return [counts, *in_flight_lines(service.snapshot().files, time.time())]
 
 
 class Console:
@@ -74,7 +91,7 @@ class Console:
     def run(self, service: Uploader | Reconstructor, update_seconds: float, until_idle: bool = False) -> None:
         """Run a started service until quit (typed or signalled), or, with `until_idle`,
         until an uploader has nothing left to send."""
-        counts = (lambda: upload_counts(service)) if isinstance(service, Uploader) else (lambda: reconstruct_counts(service))
+        counts = lambda: "\n".join(check_lines(service))
         self._install_signals(service)
         if not until_idle:
             self._read_commands(service, counts)
@@ -84,7 +101,7 @@ class Console:
         started = time.monotonic()
         while not service.wait_stopped(0.2):
             now = time.monotonic()
-            if bar:
+            if bar and isinstance(service, Uploader):
                 self._progress_bar(service, now - started)
             if until_idle and isinstance(service, Uploader) and not self._quits and service.idle():
                 service.request_stop()
@@ -96,11 +113,21 @@ class Console:
                 if pending:
                     self.say(f"waiting for {plural(pending, 'chunk')} to be delivered (quit again to give up)")
                 next_drain = now + DRAIN_REPORT_S
-        if bar:
+        if bar and isinstance(service, Uploader):
             self._progress_bar(service, time.monotonic() - started)
             with self._lock:
                 self.out.write("\n")
                 self._bar_drawn = False
+        self.summary(service)
+
+    def summary(self, service: Uploader | Reconstructor) -> None:
+        """The exit summary: done, failed, each unfinished file and how far it got, the log."""
+        if isinstance(service, Uploader):
+            lines = exit_summary(service.snapshot(), None, log_file())
+        else:
+            lines = exit_summary(None, service.snapshot(), log_file(), group=service.group_id)
+        for line in lines:
+            self.say(line)
 
     def _progress_bar(self, uploader: Uploader, elapsed: float) -> None:
         """One redrawn line on a terminal: a bar, the percentage and the rate."""
@@ -120,7 +147,10 @@ class Console:
     def quit(self, service: Uploader | Reconstructor) -> None:
         self._quits += 1
         if self._quits == 1:
-            self.say("quitting: " + ("delivering every enqueued chunk first" if isinstance(service, Uploader) else "committing and leaving the group"))
+            if isinstance(service, Uploader):
+                self.say("quitting: delivering every enqueued chunk first")
+            else:
+                self.say("quitting: committing and leaving the group")
             service.request_stop()
         else:
             self.say("quitting now, without waiting")
@@ -129,11 +159,11 @@ class Console:
     def _install_signals(self, service: Uploader | Reconstructor) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        handler = lambda *_: self.quit(service)  # noqa: E731
+        handler = lambda *_: self.quit(service)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
-    def _read_commands(self, service: Uploader | Reconstructor, counts) -> None:  # noqa: ANN001
+    def _read_commands(self, service: Uploader | Reconstructor, counts) -> None:
         stdin = sys.stdin
         if stdin is None or stdin.closed:
             return

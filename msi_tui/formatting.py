@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from msi_tui.engine.events import (
@@ -20,6 +21,7 @@ from msi_tui.engine.events import (
     RecordRejected,
     UploadNotRebuilt,
 )
+from msi_tui.engine.stats import FileProgress, ReconstructSnapshot, UploadSnapshot
 
 LogLevel = Literal["info", "success", "warning", "error"]
 
@@ -30,14 +32,17 @@ def plural(n: int, word: str) -> str:
 
 
 def human_size(n: int | float) -> str:
-    """Bytes as a short decimal figure: 0 B, 980 B, 1.2 kB, 45.0 MB, 1.07 GB."""
+    """Bytes as a short decimal figure (1 kB = 1000 B), at most 8 characters: 0 B, 980 B,
+    1.20 kB, 45.0 MB, 1.07 GB; 999,999,999 B is 1.00 GB, not 1000.0 MB."""
     value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+    if abs(value) < 1000:
+        return f"{int(value)} B"
+    for unit in ("kB", "MB", "GB", "TB"):
         value /= 1000
+        if abs(value) < 9.995:
+            return f"{value:.2f} {unit}"
+        if abs(value) < 999.95 or unit == "TB":
+            return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
 
 
@@ -93,3 +98,157 @@ def describe_event(event: Event) -> tuple[LogLevel, str]:
         case Notice(level=level, message=message):
             return level, message
     return "info", repr(event)
+
+
+# --- compact figures for table columns (never cut at 80 columns) --------------------------
+
+def short_count(n: int) -> str:
+    """A count in at most 5 characters, rounded down (a count of done chunks never reaches
+    its total early): 980, 7.5k, 19.2k, 192k, 1.2M, 19.2M, 192M, 1.2G."""
+    if n < 1000:
+        return str(n)
+    for unit, scale in (("k", 1000), ("M", 1000**2), ("G", 1000**3)):
+        tenths = n * 10 // scale  # integers: 7300 is 7.3k, never 7.2k
+        if tenths < 1000:
+            return f"{tenths // 10}.{tenths % 10}{unit}"
+        if tenths < 10_000 or unit == "G":
+            return f"{tenths // 10}{unit}"
+    raise AssertionError("unreachable")
+
+
+def short_rate(bytes_per_second: float | None) -> str:
+    """A throughput in at most 8 characters, decimal units: 183 MB/s, 4.5 MB/s, 850 kB/s."""
+    if bytes_per_second is None:
+        return ""
+    value = max(0.0, bytes_per_second)
+    for unit in ("B/s", "kB/s", "MB/s", "GB/s"):
+        if value < 999.5 or unit == "GB/s":
+            return f"{value:.1f} {unit}" if value < 9.95 and unit != "B/s" else f"{value:.0f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def short_duration(seconds: float | None) -> str:
+    """A time left in at most 5 characters: 0:07, 12:05, 1h05m, 55h, >99h."""
+    if seconds is None:
+        return ""
+    s = max(0, int(seconds + 0.5))
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    if s < 10 * 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 3600}h" if s < 100 * 3600 else ">99h"
+
+
+# --- one file's progress, in words (check, the exit summary) --------------------------------
+
+RATE_AFTER_S = 3.0  # a file's own rate and time left are shown once it has taken this long
+SHOWN_FILES = 10  # files named one by one in check and the exit summary; the rest are counted
+# Upload rows that did not end with the file delivered whole (the latest row of its path).
+CUT_SHORT = frozenset({"sending", "stopped", "held", "changed"})
+
+
+def fraction_done(f: FileProgress) -> float:
+    return 1.0 if f.chunks_total <= 0 else max(0.0, min(1.0, f.chunks_done / f.chunks_total))
+
+
+def how_far(f: FileProgress) -> str:
+    """`10 % (12/120 chunks of 120 MB)`."""
+    return (f"{int(fraction_done(f) * 100)} % ({short_count(f.chunks_done)}/{short_count(f.chunks_total)} "
+            f"chunks of {human_size(f.size)})")
+
+
+def average_rate(f: FileProgress, now: float) -> float | None:
+    """Bytes per second since the file started, once it has taken RATE_AFTER_S."""
+    took = (f.finished or now) - f.started
+    return fraction_done(f) * f.size / took if took >= RATE_AFTER_S else None
+
+
+def in_flight_lines(files: tuple[FileProgress, ...], now: float, limit: int = SHOWN_FILES) -> list[str]:
+    """One line per file in flight, oldest first: `in flight: a.h5 10 % (12/120 chunks of
+    120 MB), 18 MB/s on average, about 0:06 left`."""
+    active = sorted((f for f in files if f.finished is None), key=lambda f: (f.started, f.upload_id))
+    lines = []
+    for f in active[:limit]:
+        line = f"in flight: {f.path} {how_far(f)}"
+        rate = average_rate(f, now)
+        if rate:
+            left = (1 - fraction_done(f)) * f.size / rate
+            line += f", {short_rate(rate)} on average, about {short_duration(left)} left"
+        lines.append(line)
+    if len(active) > limit:
+        lines.append(f"in flight: {len(active) - limit} more")
+    return lines
+
+
+# --- the exit summary: printed to the shell when the app or a headless run ends -------------
+
+def latest_by_path(files: tuple[FileProgress, ...]) -> list[FileProgress]:
+    """The newest row of each path (a file sent again has a row per attempt)."""
+    latest: dict[str, FileProgress] = {}
+    for f in sorted(files, key=lambda f: f.started):
+        latest[f.path] = f
+    return list(latest.values())
+
+
+def _named(files: list[FileProgress], limit: int) -> list[str]:
+    lines = [f"    {f.path}  {how_far(f)}, {f.state}" for f in files[:limit]]
+    if len(files) > limit:
+        lines.append(f"    ... and {len(files) - limit} more")
+    return lines
+
+
+def upload_summary_lines(s: UploadSnapshot, limit: int = SHOWN_FILES) -> list[str]:
+    """What the uploader got done, what failed, and each file it left unfinished."""
+    cut = sorted((f for f in latest_by_path(s.files) if f.state in CUT_SHORT or f.finished is None),
+                 key=lambda f: f.started)
+    stopped = sum(1 for f in s.files if f.state == "stopped")  # counted as failed by the engine
+    failed = max(0, s.files_failed - stopped)
+    lines = [f"upload{f' as {s.source}' if s.source else ''}: {plural(s.files_done, 'file')} sent, {failed} failed"]
+    if s.receipts == "following":
+        lines.append(f"  receipts: {s.files_verified} verified at the destination, {s.awaiting_receipt} awaiting, "
+                     f"{s.files_failed_there} failed there")
+    if cut:
+        lines.append(f"upload: {plural(len(cut), 'file')} cut short and withdrawn (a watched folder's")
+        lines.append("  files are sent again when the uploader next starts):")
+        lines.extend(_named(cut, limit))
+    if s.files_queued:
+        lines.append(f"upload: {plural(s.files_queued, 'file')} queued, not started")
+    if s.pending_deliveries:
+        lines.append(f"upload: {plural(s.pending_deliveries, 'chunk')} not delivered (quit without waiting)")
+    if not cut and not s.files_queued and not s.pending_deliveries:
+        lines.append("upload: nothing left unfinished")
+    return lines
+
+
+def reconstruct_summary_lines(s: ReconstructSnapshot, group: str = "", limit: int = SHOWN_FILES) -> list[str]:
+    """What the reconstructor rebuilt, what it would not keep, and each file it left unfinished."""
+    lines = [f"reconstruct: {plural(s.files_completed, 'file')} verified, {s.files_quarantined} quarantined, "
+             f"{s.files_failed} refused or abandoned"]
+    if s.records_rejected:
+        lines.append(f"  {plural(s.records_rejected, 'record')} rejected (not msi-tui's, or damaged)")
+    unfinished = sorted((f for f in s.files if f.finished is None), key=lambda f: f.started)
+    if unfinished:
+        again = f"group {group}" if group else "the reconstructor"
+        lines.append(f"reconstruct: {plural(len(unfinished), 'file')} unfinished (read again when {again}")
+        lines.append("  next starts):")
+        lines.extend(_named(unfinished, limit))
+    else:
+        lines.append("reconstruct: nothing left unfinished")
+    return lines
+
+
+def exit_summary(upload: UploadSnapshot | str | None, reconstruct: ReconstructSnapshot | str | None,
+                 log_path: Path | None, group: str = "", limit: int = SHOWN_FILES) -> list[str]:
+    """The lines printed to the shell at the end; a str instead of a snapshot is why that
+    service did not run (it could not start)."""
+    lines = ["msi-tui: summary"]
+    for name, snap in (("upload", upload), ("reconstruct", reconstruct)):
+        if isinstance(snap, str):
+            lines.append(f"{name}: did not run: {snap}")
+        elif isinstance(snap, UploadSnapshot):
+            lines.extend(upload_summary_lines(snap, limit))
+        elif isinstance(snap, ReconstructSnapshot):
+            lines.extend(reconstruct_summary_lines(snap, group, limit))
+    lines.append(f"log: {log_path}" if log_path else "log: none (nothing was written to a log file)")
+    return ["  " + line if i else line for i, line in enumerate(lines)]
