@@ -22,7 +22,7 @@ DEMO_FILES = {
 }
 
 
-def ensure_local_broker(config: ClusterConfig, say=print) -> None:  # noqa: ANN001
+def ensure_local_broker(config: ClusterConfig, say=print) -> None:
     """Start the embedded local broker when the config points at it and nothing answers."""
     if config.bootstrap != LOCAL_BOOTSTRAP:
         return
@@ -55,11 +55,12 @@ def run_app_command(args: argparse.Namespace, log_path: Path) -> int:
     config = load_config(args.config, args.bootstrap)
     events = EventBuffer()
     uploader = reconstructor = None
-    pane = None
+    pane: PaneName | None = None
     command = args.command or "demo"
     if command == "demo":
         ensure_local_broker(config)
-        outbox, inbox = prepare_demo(getattr(args, "folder", Path("msi-tui-demo")))
+        # Absolute: the panes, the log and the exit summary name folders the operator can find.
+        outbox, inbox = prepare_demo(getattr(args, "folder", Path("msi-tui-demo")).absolute())
         uploader = Uploader(config, upload_settings(args, outbox), events)
         reconstructor = Reconstructor(config, reconstruct_settings(args, inbox, group_id="msi-tui-demo"), events)
     elif command == "upload":

@@ -13,8 +13,9 @@ import functools
 import os
 import threading
 import time
-from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path, PurePath
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,19 @@ class FakeService:
 
     def _set_state(self, state: str) -> None:
         self.set(state=state)
+
+    def advance(self, path: str, chunks: int) -> None:
+        """`chunks` more chunks of the file in flight at `path`."""
+        files = tuple(dataclasses.replace(f, chunks_done=min(f.chunks_total, f.chunks_done + chunks))
+                      if f.path == path and f.finished is None else f for f in self.snap.files)
+        self.set(files=files)
+
+    def finish(self, path: str, state: str, after: float = 0.0) -> None:
+        """End the file in flight at `path` in `state`, `after` seconds past the snapshot."""
+        at = self.snap.taken_at + after
+        files = tuple(dataclasses.replace(f, state=state, finished=at, history=(*f.history, (state, at)))
+                      if f.path == path and f.finished is None else f for f in self.snap.files)
+        self.set(files=files)
 
 
 class FakeUploader(FakeService):
@@ -192,11 +206,11 @@ class FakeReconstructor(FakeService):
 def make_context(uploader: FakeUploader | None = None, reconstructor: FakeReconstructor | None = None,
                  **overrides: object) -> AppContext:
     """An AppContext for tests: fixed clock, no cursor blink, lab-like names."""
-    values: dict[str, object] = dict(
-        cluster_name="lab", bootstrap="kafka-1.lab:9092", topic="instrument-files",
-        uploader=uploader, reconstructor=reconstructor, events=EventBuffer(),
-        initial_pane=None, log_path=None, clock=lambda: FIXED_NOW, cursor_blink=False,
-    )
+    values: dict[str, object] = {
+        "cluster_name": "lab", "bootstrap": "kafka-1.lab:9092", "topic": "instrument-files",
+        "uploader": uploader, "reconstructor": reconstructor, "events": EventBuffer(),
+        "initial_pane": None, "log_path": None, "clock": lambda: FIXED_NOW, "cursor_blink": False,
+    }
     values.update(overrides)
     return AppContext(**values)  # type: ignore[arg-type]
 
@@ -207,11 +221,33 @@ def make_context(uploader: FakeUploader | None = None, reconstructor: FakeRecons
 RATES_MB = [min(180, 40 + 6 * i) + (i * 37 % 23) for i in range(120)]
 
 
+SMALL_CHUNK = 16_384  # the default chunk: a big file's counts run into the tens of thousands
+BIG_FILE = "run-0412/stack-overnight.h5"  # 1.5 GB, in flight on both sides for the whole scene
+BIG_SIZE = 1_500_000_000
+BIG_CHUNKS = -(-BIG_SIZE // SMALL_CHUNK)  # 91,553
+BIG_STARTED = FIXED_NOW + 48.1  # ~25 MB/s since, as the scene goes on
+SCENE_AT = FIXED_NOW + 61.2  # the snapshots' time when the scene is set (before the ticks)
+
+
 def _progress(path: str, size_mb: int, done: int, state: str, started: float,
-              finished: float | None = None, source: str = SOURCE, where: str = "") -> FileProgress:
+              finished: float | None = None, source: str = SOURCE, where: str = "",
+              upload_id: str = "", partition: int = 0, history: tuple[tuple[str, float], ...] = ()
+              ) -> FileProgress:
+    """One row, with the stages the engine would have noted: `history` as given, else an
+    upload's start and, once finished, its end."""
     total = max(1, size_mb)
+    if not history:
+        history = (("sending", started), *(((state, finished),) if finished is not None else ()))
     return FileProgress(path=path, size=size_mb * MB, chunks_done=done, chunks_total=total,
-                        state=state, started=started, finished=finished, source=source, where=where)
+                        state=state, started=started, finished=finished, source=source, where=where,
+                        upload_id=upload_id or f"id-{PurePath(path).stem}", partition=partition,
+                        history=history)
+
+
+def _big(done: int, state: str, started: float) -> FileProgress:
+    return FileProgress(path=BIG_FILE, size=BIG_SIZE, chunks_done=done, chunks_total=BIG_CHUNKS,
+                        state=state, started=started, source=SOURCE, upload_id="id-stack-overnight",
+                        partition=4, history=((state, started),))
 
 
 def _verified_at(path: str) -> str:
@@ -222,29 +258,36 @@ def _verified_at(path: str) -> str:
 QUARANTINE_REASON = "digest mismatch: the rebuilt file differs from the one sent"
 
 
+def _sent(path: str, started: float, delivered: float, outcome: str, at: float, **kw: object) -> FileProgress:
+    """An upload row that went sending -> sent -> `outcome` (a receipt), at those times."""
+    history = (("sending", started), ("done", delivered), (outcome, at))
+    return _progress(path, 120 if "scan" in path else 6, 120 if "scan" in path else 6, outcome, started,
+                     delivered, history=history, **kw)  # type: ignore[arg-type]
+
+
 def mid_transfer_upload(up: FakeUploader) -> None:
-    """Numbers and files of an uploader halfway through a morning's acquisitions: one file
-    sending, one queued, and the finished ones in each state a receipt leaves them in
-    (sent and awaiting its receipt, verified at the destination, quarantined there) or failed
-    here. Newest finished first, so 80x24 shows one of each kind."""
+    """Numbers and files of an uploader halfway through a morning's acquisitions: a 1.5 GB
+    file and a small one sending (pinned at the top), and the finished ones in each state a
+    receipt leaves them in (sent and awaiting its receipt, verified at the destination,
+    quarantined there) or failed here. Newest finished first, so 80x24 shows one of each."""
     t = FIXED_NOW - 60
     up.set(
         taken_at=up.snapshot().taken_at + 61.2,  # ~80 MB/s since the last reading
-        state="watching", connection="connected", files_queued=1, files_in_progress=1,
+        state="watching", connection="connected", files_queued=1, files_in_progress=2,
         files_done=41, files_failed=1, chunks_produced=5_210, chunks_delivered=4_892,
         bytes_delivered=4_892 * MB, pending_deliveries=318,
         files_verified=38, awaiting_receipt=2, files_failed_there=1, receipts="following",
         files=(
-            _progress("run-0412/scan-041.h5", 120, 120, "verified", t, t + 2,
-                      where=_verified_at("run-0412/scan-041.h5")),
-            _progress("run-0412/bad-header.h5", 4, 1, "failed", t + 3, t + 4),
-            _progress("run-0412/scan-042.h5", 120, 120, "verified", t + 3, t + 5,
-                      where=_verified_at("run-0412/scan-042.h5")),
-            _progress("run-0412/calib-07.h5", 6, 6, "quarantined there", t + 6, t + 7,
-                      where=QUARANTINE_REASON),
-            _progress("run-0412/scan-043.h5", 120, 120, "done", t + 6, t + 8),
-            _progress("run-0412/scan-044.h5", 120, 12, "sending", t + 9),
-            _progress("run-0412/scan-045.h5", 120, 0, "queued", t + 10),
+            _sent("run-0412/scan-041.h5", t, t + 2, "verified", t + 2.9,
+                  where=_verified_at("run-0412/scan-041.h5"), partition=1),
+            _progress("run-0412/bad-header.h5", 4, 1, "failed", t + 3, t + 4, partition=2),
+            _sent("run-0412/scan-042.h5", t + 3, t + 5, "verified", t + 5.8,
+                  where=_verified_at("run-0412/scan-042.h5"), partition=3),
+            _sent("run-0412/calib-07.h5", t + 6, t + 7, "quarantined there", t + 7.6,
+                  where=QUARANTINE_REASON, partition=0),
+            _progress("run-0412/scan-043.h5", 120, 120, "done", t + 6, t + 8, partition=1),
+            _big(20_000, "sending", BIG_STARTED),
+            _progress("run-0412/scan-044.h5", 120, 12, "sending", t + 9, partition=2),
         ),
     )
 
@@ -253,18 +296,26 @@ def mid_transfer_reconstruct(rec: FakeReconstructor) -> None:
     """Numbers and files of a reconstructor a little behind the uploader, taking files from
     two instruments."""
     t = FIXED_NOW - 60
+    received = lambda at: (("receiving", at - 2), ("verified", at))
     rec.set(
         taken_at=rec.snapshot().taken_at + 61.2,
         state="consuming", connection="connected", messages_read=4_870, files_completed=40,
-        files_in_progress=2, files_quarantined=1, records_rejected=1,
+        files_in_progress=3, files_quarantined=1, records_rejected=1,
         bytes_written=4_801 * MB, threads=3, lag=22,
         files=(
-            _progress("run-0412/scan-041.h5", 120, 120, "verified", t + 1, t + 3),
-            _progress("run-0412/scan-042.h5", 120, 120, "verified", t + 4, t + 6),
-            _progress("run-0098/trace_01.trc", 2, 2, "verified", t + 5, t + 6.5, source=OTHER_SOURCE),
-            _progress("run-0412/calib-07.h5", 6, 6, "quarantined", t + 7, t + 7.5),
-            _progress("run-0412/scan-043.h5", 120, 70, "receiving", t + 9),
-            _progress("run-0412/scan-044.h5", 120, 5, "receiving", t + 10),
+            _progress("run-0412/scan-041.h5", 120, 120, "verified", t + 1, t + 3, partition=1,
+                      history=received(t + 3)),
+            _progress("run-0412/scan-042.h5", 120, 120, "verified", t + 4, t + 6, partition=3,
+                      history=received(t + 6)),
+            _progress("run-0098/trace_01.trc", 2, 2, "verified", t + 5, t + 6.5, source=OTHER_SOURCE,
+                      partition=0, history=received(t + 6.5)),
+            _progress("run-0412/calib-07.h5", 6, 6, "quarantined", t + 7, t + 7.5, partition=0,
+                      history=(("receiving", t + 7), ("quarantined", t + 7.5))),
+            _progress("run-0412/scan-043.h5", 120, 70, "receiving", t + 9, partition=1,
+                      history=(("receiving", t + 9),)),
+            _big(15_000, "receiving", BIG_STARTED + 0.4),
+            _progress("run-0412/scan-044.h5", 120, 5, "receiving", t + 10, partition=2,
+                      history=(("receiving", t + 10),)),
         ),
     )
 
@@ -291,7 +342,8 @@ def mid_transfer_events(events: EventBuffer) -> None:
 
 
 def play_mid_transfer(app: object, up: FakeUploader | None, rec: FakeReconstructor | None) -> None:
-    """Set the scene, then step the fake time so the rates and sparklines fill in."""
+    """Set the scene, then step the fake time so the rates, sparklines and files in flight
+    move (the big file at ~25 MB/s, scan-044 at 2.5 MB/s)."""
     if up is not None:
         mid_transfer_upload(up)
     if rec is not None:
@@ -299,8 +351,12 @@ def play_mid_transfer(app: object, up: FakeUploader | None, rec: FakeReconstruct
     for i, rate in enumerate(RATES_MB):
         if up is not None:
             up.tick(0.2, int(rate * MB * 0.2))
+            up.advance(BIG_FILE, 305)
+            up.advance("run-0412/scan-044.h5", i % 2)
         if rec is not None:
             rec.tick(0.2, int((rate - 10 + (i % 3) * 5) * MB * 0.2))
+            rec.advance(BIG_FILE, 300)
+            rec.advance("run-0412/scan-043.h5", i % 3 == 0)
         app.refresh_view()  # type: ignore[attr-defined]
 
 
@@ -366,13 +422,38 @@ async def scene_check(pilot: object) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
-async def scene_quit_draining(pilot: object) -> None:
-    """The mid-transfer scene, then `quit`: the uploader drains its 318 pending chunks."""
+async def scene_quit_confirming(pilot: object) -> None:
+    """The mid-transfer scene, then `quit`: two files are being sent, so it asks first."""
     await scene_mid_transfer(pilot)
+    app = pilot.app  # type: ignore[attr-defined]
+    app.run_command("quit")
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def scene_quit_draining(pilot: object) -> None:
+    """The mid-transfer scene, then `quit` twice (yes, cut the files short): the uploader
+    drains its 318 pending chunks."""
+    await scene_quit_confirming(pilot)
     app = pilot.app  # type: ignore[attr-defined]
     app.run_command("quit")
     app.context.uploader.deliver(107)
     app.refresh_view()
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def scene_file_detail(pilot: object) -> None:
+    """The mid-transfer scene, then `show stack-overnight.h5`: the 1.5 GB file in flight on
+    both sides, in full."""
+    await scene_mid_transfer(pilot)
+    app = pilot.app  # type: ignore[attr-defined]
+    app.run_command(f"show {PurePath(BIG_FILE).name}")
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def scene_errors_only(pilot: object) -> None:
+    """The mid-transfer scene, then F5: the log shows its warnings and errors only."""
+    await scene_mid_transfer(pilot)
+    await pilot.press("f5")  # type: ignore[attr-defined]
     await pilot.pause()  # type: ignore[attr-defined]
 
 

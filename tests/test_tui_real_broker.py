@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from msi_tui.engine.config import load_config
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.tui.app import MsiTuiApp
 from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.context import AppContext
@@ -33,7 +34,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 WAIT_S = 60.0
 
 
-async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:  # noqa: ANN001
+async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
     """Poll `condition` between app refreshes until it holds; fail naming `what` and
     saying what the app showed at that moment."""
     deadline = time.monotonic() + timeout
@@ -65,7 +66,8 @@ def table_rows(app: MsiTuiApp, pane: type[UploadPane | ReconstructPane]) -> list
     """Every row of a pane's table as {column: plain text}."""
     table = app.main_screen.query_one(pane).query_one(FilesTable)
     columns = [key for key, _ in table.layout_now]
-    return [{column: getattr(cell, "plain", str(cell)) for column, cell in zip(columns, table.get_row(key))}
+    return [{column: getattr(cell, "plain", str(cell))
+             for column, cell in zip(columns, table.get_row(key), strict=False)}
             for key in table.rows]
 
 

@@ -15,7 +15,10 @@ from tests.fake_engine import (
     make_context,
     mid_transfer_app,
     scene_check,
+    scene_errors_only,
+    scene_file_detail,
     scene_mid_transfer,
+    scene_quit_confirming,
     scene_quit_draining,
     settle,
     utc,  # noqa: F401  (fixture)
@@ -27,7 +30,8 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40"
 
 @pytest.mark.parametrize("size", SIZES)
 def test_both_panes_mid_transfer(snap_compare, size: tuple[int, int]) -> None:
-    """80x24 shows the Upload tab; 120x40 stacks both panes."""
+    """80x24 shows the Upload tab; 120x40 stacks both panes. The 1.5 GB file and scan-044 are
+    in flight, pinned at the top with their rate and time left."""
     assert snap_compare(mid_transfer_app(), terminal_size=size, run_before=scene_mid_transfer)
 
 
@@ -43,6 +47,23 @@ def test_reconstruct_tab_mid_transfer_80x24(snap_compare) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_check_output(snap_compare, size: tuple[int, int]) -> None:
     assert snap_compare(mid_transfer_app(), terminal_size=size, run_before=scene_check)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_file_detail(snap_compare, size: tuple[int, int]) -> None:
+    """`show stack-overnight.h5`: both sides of the file in flight, in full."""
+    assert snap_compare(mid_transfer_app(), terminal_size=size, run_before=scene_file_detail)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_errors_only(snap_compare, size: tuple[int, int]) -> None:
+    """F5: the log shows only warnings and errors; its title counts them."""
+    assert snap_compare(mid_transfer_app(), terminal_size=size, run_before=scene_errors_only)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_quit_asks_while_files_are_sent(snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(mid_transfer_app(), terminal_size=size, run_before=scene_quit_confirming)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-from msi_tui.tui.commands import COMMANDS, PANES
+from msi_tui.tui.commands import COMMANDS, PANES, PREFIXES
 
 MAX_LISTED = 2000  # do not stall the UI listing a huge folder for a suggestion
 HISTORY = 100
@@ -44,6 +44,9 @@ class CommandSuggester(Suggester):
         super().__init__(use_cache=False, case_sensitive=True)
 
     async def get_suggestion(self, value: str) -> str | None:
+        if value[:1] in PREFIXES and len(value) > 1:  # `:show rec` completes like `show rec`
+            suggestion = await self.get_suggestion(value[1:])
+            return value[0] + suggestion if suggestion else None
         word, space, rest = value.partition(" ")
         if not space:
             if not word:
@@ -74,7 +77,13 @@ class CommandBar(Input):
         background: $boost;
     }
     CommandBar:focus { border: none; background: $boost; }
+    CommandBar > .input--placeholder { color: $text-muted; }
     """
+
+    PLACEHOLDERS = {
+        True: "type a command: check · show FILE · upload PATH · errors · help · quit",
+        False: "(a table has the keys: ↑↓ rows, Enter details) · type any letter for a command",
+    }
 
     BINDINGS = [
         Binding("up", "history(-1)", "Previous", show=False, id="history_previous"),
@@ -84,12 +93,23 @@ class CommandBar(Input):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(
-            placeholder="type a command: check · pause · resume · upload PATH · help · quit",
+            placeholder=self.PLACEHOLDERS[True],
             suggester=CommandSuggester(),
+            select_on_focus=False,  # a key typed elsewhere comes back with the focus: keep it
             **kwargs,  # type: ignore[arg-type]
         )
         self.history: list[str] = []
         self._history_index = 0
+
+    def on_focus(self) -> None:
+        self.placeholder = self.PLACEHOLDERS[True]
+        if self.parent is not None:  # the row's prompt lights up (app.tcss)
+            self.parent.add_class("-typing")
+
+    def on_blur(self) -> None:
+        self.placeholder = self.PLACEHOLDERS[False]
+        if self.parent is not None:
+            self.parent.remove_class("-typing")
 
     def remember(self, line: str) -> None:
         """Add a submitted line to the history (no repeats in a row)."""

@@ -9,14 +9,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from msi_tui.tui.app import MsiTuiApp
+    from msi_tui.tui.host import AppHost
 
 PANES = ("upload", "reconstruct")
+PREFIXES = (":", "/")  # vi's and chat programs' habits: accepted and ignored
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,18 @@ class CommandSpec:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("check", "check", "counts, pending deliveries, lag, connection", ("c",)),
+    CommandSpec("check", "check", "counts, files in flight, pending deliveries, lag, connection", ("c",)),
     CommandSpec("pause", "pause [upload|reconstruct]", "pause sending / consuming", (), True),
     CommandSpec("resume", "resume [upload|reconstruct]", "resume after pause", (), True),
     CommandSpec("upload", "upload PATH", "send one file now", (), True),
-    CommandSpec("show", "show upload|reconstruct", "bring a pane to the front", ("pane",), True),
-    CommandSpec("clear", "clear", "clear the log panel"),
+    CommandSpec("show", "show upload|reconstruct|FILE", "bring a pane to the front, or show one file's details",
+                ("pane",), True),
+    CommandSpec("errors", "errors", "the log shows only warnings and errors, or everything again"),
+    CommandSpec("clear", "clear", "clear the log panel and its warning and error counts"),
     CommandSpec("log", "log", "where the full log file is"),
     CommandSpec("help", "help", "commands and keys", ("h", "?")),
-    CommandSpec("quit", "quit", "drain in-flight chunks, then exit; again to force", ("q", "exit")),
+    CommandSpec("quit", "quit", "deliver what is in flight, then exit (asks first while a file is being sent); "
+                "again to force", ("q", "exit")),
 )
 
 _BY_WORD: dict[str, CommandSpec] = {
@@ -63,9 +67,12 @@ def parse_command(line: str) -> ParsedCommand | None:
     """Parse a command line; None for a blank line, CommandError for anything unknown.
 
     The argument keeps its spaces (a file name may have them); quotes are honoured so
-    `upload "a b.bin"` and `upload a b.bin` both name the file `a b.bin`.
+    `upload "a b.bin"` and `upload a b.bin` both name the file `a b.bin`. A leading `:` or
+    `/` is ignored (`:show upload`).
     """
     line = line.strip()
+    if line[:1] in PREFIXES:
+        line = line[1:].lstrip()
     if not line:
         return None
     word, _, rest = line.partition(" ")
@@ -83,12 +90,12 @@ def parse_command(line: str) -> ParsedCommand | None:
         argument = " ".join(parts)
     if spec.name == "upload" and not argument:
         raise CommandError("usage: upload PATH (one file)")
-    if spec.name == "show" and argument.lower() not in PANES:
-        raise CommandError("usage: show upload|reconstruct")
+    if spec.name == "show" and not argument:
+        raise CommandError(f"usage: {spec.usage}")
     if spec.name in ("pause", "resume") and argument and argument.lower() not in PANES:
         raise CommandError(f"usage: {spec.usage}")
-    if spec.name in ("show", "pause", "resume"):
-        argument = argument.lower()
+    if spec.name in ("pause", "resume") or (spec.name == "show" and argument.lower() in PANES):
+        argument = argument.lower()  # a file name keeps its case
     return ParsedCommand(spec.name, argument)
 
 
@@ -104,13 +111,15 @@ class MsiCommandProvider(Provider):
             ("Show upload pane", "bring the Upload pane to the front", "show upload"),
             ("Show reconstruct pane", "bring the Reconstruct pane to the front", "show reconstruct"),
             ("Upload a file…", "type the path in the command bar", "upload "),
+            ("File details…", "type the file's name in the command bar", "show "),
+            ("Errors only", "the log shows only warnings and errors (again: everything)", "errors"),
             ("Clear log", "clear the log panel (the log file keeps everything)", "clear"),
             ("Help", "list commands and keys", "help"),
-            ("Quit", "drain in-flight chunks, then exit (again to force)", "quit"),
+            ("Quit", "deliver what is in flight, then exit (again to force)", "quit"),
         ]
 
     def _run(self, line: str) -> None:
-        app: MsiTuiApp = self.app  # type: ignore[assignment]
+        app = cast("AppHost", self.app)
         if line.endswith(" "):
             app.prefill_command(line)
         else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from msi_tui.engine.service import ReconstructService, UploadService
 from msi_tui.tui.event_buffer import EventBuffer

@@ -8,14 +8,17 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from msi_tui.engine.stats import FileProgress
-from msi_tui.formatting import human_size
+from msi_tui.formatting import fraction_done, human_size, short_count, short_duration, short_rate
 from msi_tui.tui.formatting import progress_bar, styled_state
+from msi_tui.tui.throughput import FileRates
 
 MAX_ROWS = 100  # more rows cost refresh time and nobody scrolls that far in a live view
 
-# Content widths (DataTable adds one cell of padding each side). `file` and `where` share
-# what the others leave; `source` follows the longest source in view, within bounds.
-FIXED_WIDTHS = {"size": 8, "chunks": 7, "progress": 15}
+# Content widths (DataTable adds one cell of padding each side), wide enough for every value
+# (never cut): `7.5k/19.2k`, `999.9 MB`, `183 MB/s`, `1h05m`. `file` and `where` share what
+# the others leave; `source` follows the longest source in view, within bounds.
+FIXED_WIDTHS = {"size": 8, "chunks": 11, "progress": 4, "bar": 15, "rate": 8, "eta": 5}
+LABELS = {"progress": "done", "eta": "left"}
 FILE_MIN = 20  # an optional column is left out rather than squeeze names below this
 WHERE_MIN = 30  # `host:…/folder/name` is no use much shorter
 SOURCE_WIDTHS = (6, 14)
@@ -50,23 +53,26 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def ordered_rows(files: tuple[FileProgress, ...]) -> list[FileProgress]:
-    """Files in progress first (oldest first, as they finish in that order), then the most
-    recently finished, bounded to MAX_ROWS."""
-    active = [f for f in files if f.finished is None]
+def ordered_rows(files: tuple[FileProgress, ...]) -> tuple[list[FileProgress], int]:
+    """Files in flight first, in the order they started (stable: a row never jumps), then the
+    most recently finished, bounded to MAX_ROWS; and how many are in flight."""
+    active = sorted((f for f in files if f.finished is None), key=lambda f: (f.started, f.upload_id))
     finished = [f for f in files if f.finished is not None]
     finished.sort(key=lambda f: f.finished or 0.0, reverse=True)
-    return (active + finished)[:MAX_ROWS]
+    return (active + finished)[:MAX_ROWS], min(len(active), MAX_ROWS)
 
 
 Layout = tuple[tuple[str, int], ...]  # (column key, content width), in display order
 
 
 class FilesTable(DataTable[str | Text]):
-    """Recent files: name, [source], size, [chunks], a text progress bar, state, [where].
+    """Recent files: name, [source], size, [chunks], done (with a bar when wide), this file's
+    rate and time left, state, [where].
 
-    Which optional columns show depends on the width: at 80 columns the name keeps its room
-    and the pane shows a row's where on its border instead (see `highlighted`).
+    Files in flight are pinned at the top (fixed rows: they never scroll away), the newest
+    outcomes below them. Which optional columns show depends on the width: at 80 columns the
+    name keeps its room and the pane shows a row's where on its border instead (see
+    `highlighted`); Enter on a row opens the file's details.
 
     `show()` is called at every refresh. When the layout and the set and order of files are
     unchanged it only rewrites the cells that changed; otherwise it rebuilds the rows and
@@ -84,6 +90,8 @@ class FilesTable(DataTable[str | Text]):
         self._keys: list[str] = []
         self.shown_files: list[FileProgress] = []
         self._cells: dict[str, tuple[str | Text, ...]] = {}
+        self.rates = FileRates()
+        self.in_flight = 0
 
     def label(self, f: FileProgress) -> str:
         return self.state_labels.get(f.state, f.state)
@@ -126,23 +134,28 @@ class FilesTable(DataTable[str | Text]):
         """The columns that fit the width, optional ones while names keep FILE_MIN."""
         source_width = min(SOURCE_WIDTHS[1], max([SOURCE_WIDTHS[0], *(len(f.source) for f in rows)]))
         fixed = {**FIXED_WIDTHS, "state": self.state_width, "source": source_width, "where": WHERE_MIN}
-        keys = ["file", *(["source"] if self.with_source else []), "size", "progress", "state"]
+        keys = ["file", *(["source"] if self.with_source else []), "size", "progress", "rate", "eta", "state"]
         left = self._available() - sum(fixed[k] + PADDING for k in keys[1:]) - PADDING
-        for optional in (["where"] if self.with_where else []) + ["chunks"]:
-            if left - fixed[optional] - PADDING >= FILE_MIN:
+        for optional in (["where"] if self.with_where else []) + ["chunks", "bar"]:
+            # The bar widens the done column; the others are columns of their own.
+            cost = fixed["bar"] - fixed["progress"] if optional == "bar" else fixed[optional] + PADDING
+            if left - cost >= FILE_MIN:
                 keys.append(optional)
-                left -= fixed[optional] + PADDING
+                left -= cost
+        widths = {k: fixed.get(k, 0) for k in keys}
+        if "bar" in keys:
+            keys.remove("bar")
+            widths["progress"] = fixed["bar"]
         if "chunks" in keys:  # back to its usual place, after size
             keys.remove("chunks")
             keys.insert(keys.index("size") + 1, "chunks")
         # The name takes what it needs (columns stay together), the where what is left.
-        widths = {k: fixed.get(k, 0) for k in keys}
         widths["file"] = max(12, min(left, max([FILE_MIN, *(len(f.path) for f in rows)])))
         if "where" in keys:
             widths["where"] += left - widths["file"]
         return tuple((k, widths[k]) for k in keys)
 
-    def _cells_for(self, f: FileProgress, layout: Layout) -> tuple[str | Text, ...]:
+    def _cells_for(self, f: FileProgress, layout: Layout, at: float) -> tuple[str | Text, ...]:
         cells: list[str | Text] = []
         for key, width in layout:
             match key:
@@ -153,31 +166,42 @@ class FilesTable(DataTable[str | Text]):
                 case "size":
                     cells.append(Text(human_size(f.size), justify="right"))
                 case "chunks":
-                    cells.append(Text(f"{f.chunks_done}/{f.chunks_total}", justify="right"))
+                    cells.append(Text(f"{short_count(f.chunks_done)}/{short_count(f.chunks_total)}",
+                                      justify="right"))
                 case "progress":
-                    cells.append(progress_bar(f.chunks_done, f.chunks_total))
+                    if width >= FIXED_WIDTHS["bar"]:
+                        cells.append(progress_bar(f.chunks_done, f.chunks_total))
+                    else:
+                        cells.append(Text(f"{int(fraction_done(f) * 100)}%", justify="right"))
+                case "rate":  # a finished file's is its average: dim
+                    rate = short_rate(self.rates.rate(f, at))
+                    cells.append(Text(rate, justify="right", style="dim" if f.finished else ""))
+                case "eta":
+                    left = self.rates.left(f, at)
+                    cells.append(Text(short_duration(left), justify="right"))
                 case "state":
                     cells.append(styled_state(self.label(f)))
                 case "where":
                     cells.append(display_where(f.where, width))
         return tuple(cells)
 
-    def show(self, files: tuple[FileProgress, ...]) -> None:
-        """Bring the table in line with a snapshot's files."""
-        rows = ordered_rows(files)
-        keys = [f"{f.path}\0{f.started}" for f in rows]
+    def show(self, files: tuple[FileProgress, ...], at: float) -> None:
+        """Bring the table in line with a snapshot's files (taken at `at`)."""
+        rows, in_flight = ordered_rows(files)
+        self.rates.update(rows[:in_flight], at)
+        keys = [f"{f.upload_id or f.path}\0{f.started}" for f in rows]
         layout = self._layout(rows)
-        cells = {key: self._cells_for(f, layout) for key, f in zip(keys, rows)}
+        cells = {key: self._cells_for(f, layout, at) for key, f in zip(keys, rows, strict=False)}
         selected = self._keys[self.cursor_row] if 0 <= self.cursor_row < len(self._keys) else None
         if layout != self.layout_now:
             self.clear(columns=True)
             for key, width in layout:
-                self.add_column(key, width=width, key=key)
+                self.add_column(LABELS.get(key, key) if width < FIXED_WIDTHS["bar"] else key, width=width, key=key)
             self._keys = []  # every row is added again below
         if keys == self._keys:
             for key in keys:
                 old, new = self._cells[key], cells[key]
-                for (column, _), before, after in zip(layout, old, new):
+                for (column, _), before, after in zip(layout, old, new, strict=False):
                     if before != after:
                         self.update_cell(key, column, after)
         else:
@@ -186,7 +210,15 @@ class FilesTable(DataTable[str | Text]):
                 self.add_row(*cells[key], key=key)
             if selected in cells:
                 self.move_cursor(row=keys.index(selected), animate=False, scroll=False)
+        # Files in flight never scroll out of view: pinned (at most half the rows, so the
+        # latest outcomes show too); away from the keyboard the newest outcomes stay in view.
+        pinned = min(in_flight, max(1, (self.size.height - 1) // 2))
+        if pinned != self.fixed_rows:
+            self.fixed_rows = pinned
+        if not self.has_focus and self.scroll_y:
+            self.scroll_to(y=0, animate=False)
         self.layout_now = layout
         self._keys = keys
         self.shown_files = rows
+        self.in_flight = in_flight
         self._cells = cells

@@ -80,7 +80,7 @@ class LogLine:
 def progress_bar(done: int, total: int, width: int = 10) -> str:
     """A text bar plus percent, e.g. `█████░░░░░  50%`; a 0-chunk total counts as full."""
     fraction = 1.0 if total <= 0 else max(0.0, min(1.0, done / total))
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return "█" * filled + "░" * (width - filled) + f" {int(fraction * 100):>3}%"
 
 

@@ -28,6 +28,15 @@ def combined_connection(states: list[str]) -> str:
     return min(known, key=CONNECTION_ORDER.index)
 
 
+def worst_connection(by_service: dict[str, str]) -> tuple[str, str]:
+    """(state, which service) for the header: the worst state, and the service in it when
+    the services disagree ("" when they agree or there is only one)."""
+    state = combined_connection(list(by_service.values()))
+    if len(set(by_service.values())) <= 1:
+        return state, ""
+    return state, next(name for name, s in by_service.items() if s == state)
+
+
 class ClusterHeader(Static):
     """Cluster name, bootstrap servers, topic and connection state on one line."""
 
@@ -47,14 +56,21 @@ class ClusterHeader(Static):
         self.bootstrap = bootstrap
         self.topic = topic
         self.connection = "unknown"
+        self.service = ""
         self._shown: Text | None = None
 
     def on_mount(self) -> None:
         self.show_connection("connecting")
 
-    def show_connection(self, connection: str) -> None:
+    def show_connections(self, by_service: dict[str, str]) -> None:
+        """Each service's connection state: the header shows the worst, naming its service
+        when the other one is better off."""
+        self.show_connection(*worst_connection(by_service))
+
+    def show_connection(self, connection: str, service: str = "") -> None:
         """Redraw with a new connection state (no-op when nothing changed)."""
-        self.connection = connection
+        self.connection, self.service = connection, service
+        which = f"{service} " if service else ""
         text = Text.assemble(
             ("msi-tui", "bold"),
             "  ",
@@ -63,7 +79,7 @@ class ClusterHeader(Static):
             (self.topic, "bold"),
             "  ",
             (
-                f" {CONNECTION_MARKS.get(connection, '?')} {connection} ",
+                f" {CONNECTION_MARKS.get(connection, '?')} {which}{connection} ",
                 CONNECTION_BADGES.get(connection, CONNECTION_BADGES["unknown"]),
             ),
         )

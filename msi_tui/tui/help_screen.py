@@ -1,7 +1,9 @@
-"""The help screen: every typed command and every key, from the same lists the app uses."""
+"""The help screen: every typed command, every key, and a glossary of every word and figure
+shown, from the same lists the app uses."""
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,26 +13,41 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from msi_tui.tui.commands import COMMANDS
+from msi_tui.tui.glossary import GLOSSARY
 
 
-def help_table(keys: list[tuple[str, str]]) -> Table:
-    """Commands (with aliases) then keys, as one two-column table."""
+def _grid() -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
+    table.add_column(style="bold", no_wrap=True, min_width=12)
     table.add_column()
-    table.add_row(Text("Commands", style="bold underline"), "")
-    for spec in COMMANDS:
-        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
-        table.add_row(spec.usage, Text(spec.help + aliases))
-    table.add_row("", "")
-    table.add_row(Text("Keys", style="bold underline"), "")
-    for key, description in keys:
-        table.add_row(key, description)
     return table
 
 
+def help_table(keys: list[tuple[str, str]]) -> Group:
+    """Commands (with aliases), keys, then the glossary: two-column tables under headings."""
+    table = _grid()
+    table.add_row(Text("Commands", style="bold underline"), "")
+    for spec in COMMANDS:
+        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
+        table.add_row(Text(spec.usage), Text(spec.help + aliases))  # Text: `[upload|...]` is no markup
+    table.add_row("", "")
+    table.add_row(Text("Keys", style="bold underline"), "")
+    for key, description in keys:
+        table.add_row(Text(key), Text(description))
+    table.add_row("any letter", "typed anywhere, goes to the command bar (a leading : or / is fine)")
+    table.add_row("Esc", "from the command bar to the files table: ↑↓ rows, Enter a file's details")
+    parts: list[Table | Text] = [table]
+    for heading, words in GLOSSARY:
+        parts.append(Text("\n" + heading, style="bold underline"))
+        grid = _grid()
+        for word, meaning in words:
+            grid.add_row(word, Text(meaning))
+        parts.append(grid)
+    return Group(*parts)
+
+
 class HelpScreen(ModalScreen[None]):
-    """A modal list of commands and keys; any of escape, F1 or q closes it."""
+    """A modal list of commands, keys and words; any of escape, F1 or q closes it."""
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }

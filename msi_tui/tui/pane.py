@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from msi_tui.formatting import human_rate
 from msi_tui.tui.files_table import FilesTable
-from msi_tui.tui.throughput import RateMeter
+from msi_tui.tui.throughput import WINDOW_S, RateMeter
 
 
 class Line(Static):
@@ -22,7 +22,7 @@ class Line(Static):
 
     _last: Text | str | None = None
 
-    def __init__(self, content: Text | str = "", *, fixed: bool = False, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, content: Text | str = "", *, fixed: bool = False, **kwargs) -> None:
         super().__init__(content, **kwargs)
         self.fixed = fixed
         self.set_class(fixed, "-fixed")
@@ -47,7 +47,7 @@ class ServicePane(Vertical):
     }
     ServicePane:focus-within { border: round $accent; }
     ServicePane .rate-row { height: 1; }
-    ServicePane .rate { width: 28; padding-right: 1; }  /* fixed: the figure repaints without a layout pass */
+    ServicePane .rate { width: 36; padding-right: 1; }  /* fixed: the figure repaints without a layout pass */
     ServicePane Sparkline { width: 1fr; max-width: 120; height: 1; }
     ServicePane Sparkline > .sparkline--max-color { color: $accent; }
     ServicePane Sparkline > .sparkline--min-color { color: $primary; }
@@ -81,13 +81,13 @@ class ServicePane(Vertical):
     def show_detail(self) -> None:
         """While the table has focus, the highlighted file's full path, state and where it
         went (at 80 columns the table has no room for the where); otherwise, if some file
-        has a where the table hides, how to see it."""
+        has a where the table hides, how to see it (Enter opens the file's details)."""
         table = self.query_one(FilesTable)
         f = table.highlighted() if table.has_focus else None
         if f is not None:
             text = table.detail(f, self.size.width - 6)  # the border's corners and spacing
         elif not table.shows_where and table.any_where():
-            text = Text("esc then ↑↓: where each file went", style="dim")
+            text = Text("Esc, ↑↓, Enter: each file in full", style="dim")
         else:
             text = Text()
         if text != self.detail_shown:
@@ -112,7 +112,7 @@ class ServicePane(Vertical):
         """Feed the meter and redraw the rate figure and its sparkline."""
         before = self.meter.readings
         rate = self.meter.update(total_bytes, at)
-        text = Text(human_rate(rate), style="bold")
+        text = Text.assemble((human_rate(rate), "bold"), (f" {WINDOW_S:g} s avg", "dim"))
         if extra:
             text.append("  ")
             text.append(extra)
@@ -125,10 +125,6 @@ class ServicePane(Vertical):
         self.start_error = message
         self.query_one(".error-banner", Static).update(f"✗ could not start: {message}")
         self.add_class("-error")
-
-    def clear_start_error(self) -> None:
-        self.start_error = None
-        self.remove_class("-error")
 
     def compose_error_banner(self) -> ComposeResult:
         yield Static("", classes="error-banner")

@@ -42,7 +42,7 @@ class ReconstructPane(ServicePane):
         yield FilesTable(STATE_LABELS, with_source=True, id="reconstruct-files")
 
     def show_where(self, output_dir: Path, group_id: str, threads: int | None = None) -> None:
-        text = Text.assemble(("output ", "dim"), str(output_dir), ("  group ", "dim"), group_id)
+        text = Text.assemble(("output ", "dim"), str(output_dir.absolute()), ("  group ", "dim"), group_id)
         if threads is not None:
             text.append_text(Text.assemble(("  threads ", "dim"), str(threads)))
         self.query_one("#reconstruct-where", Line).set(text)
@@ -60,5 +60,5 @@ class ReconstructPane(ServicePane):
         self.query_one("#reconstruct-summary", Line).set(reconstruct_summary(snap))
         lag = Text.assemble(("lag ", "dim"), (count(snap.lag), "bold"))
         self.show_rate(snap.bytes_written, snap.taken_at, lag)
-        self.query_one(FilesTable).show(snap.files)
+        self.query_one(FilesTable).show(snap.files, snap.taken_at)
         self.show_detail()

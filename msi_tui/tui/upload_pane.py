@@ -59,7 +59,7 @@ class UploadPane(ServicePane):
         yield FilesTable(STATE_LABELS, state_width=STATE_WIDTH, with_where=True, id="upload-files")
 
     def show_folder(self, folder: Path | None) -> None:
-        where = str(folder) if folder is not None else "(no folder: files added with `upload PATH`)"
+        where = str(folder.absolute()) if folder is not None else "(no folder: files added with `upload PATH`)"
         self.query_one("#upload-folder", Line).set(Text.assemble(("folder ", "dim"), where))
 
     def show_absent(self) -> None:
@@ -80,5 +80,5 @@ class UploadPane(ServicePane):
         self.query_one("#upload-receipts", Line).set(receipts_summary(snap))
         pending = Text.assemble(("pending ", "dim"), (count(snap.pending_deliveries), "bold"))
         self.show_rate(snap.bytes_delivered, snap.taken_at, pending)
-        self.query_one(FilesTable).show(snap.files)
+        self.query_one(FilesTable).show(snap.files, snap.taken_at)
         self.show_detail()
