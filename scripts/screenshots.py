@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -19,7 +19,10 @@ sys.path.insert(0, str(ROOT))
 from tests.fake_engine import (  # noqa: E402  (after the path tweak)
     mid_transfer_app,
     scene_check,
+    scene_errors_only,
+    scene_file_detail,
     scene_mid_transfer,
+    scene_quit_confirming,
     scene_quit_draining,
     use_utc_process_wide,
 )
@@ -31,6 +34,9 @@ SHOTS: list[tuple[str, tuple[int, int], Scene]] = [
     ("mid-transfer-120x40", (120, 40), scene_mid_transfer),
     ("mid-transfer-80x24", (80, 24), scene_mid_transfer),
     ("check-120x40", (120, 40), scene_check),
+    ("file-detail-80x24", (80, 24), scene_file_detail),
+    ("errors-only-120x40", (120, 40), scene_errors_only),
+    ("quit-asks-120x40", (120, 40), scene_quit_confirming),
     ("quit-draining-120x40", (120, 40), scene_quit_draining),
 ]
 
