@@ -225,6 +225,9 @@ def report(headless_runs: list[Run], app_runs: list[Run], args: argparse.Namespa
     p50, p95, worst = percentile(lat, 0.50), percentile(lat, 0.95), max(lat) if lat else float("nan")
     ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
     print()
+    if args.attached:
+        print("attached: (a) is a service process nobody is attached to, (b) the same with the app attached "
+              "over its socket")
     print(f"app overhead: one {args.size_mib:g} MiB file, chunk 16 KiB, n_threads {args.n_threads}, "
           f"partitions {args.partitions}, {args.rounds} run(s) of each, key every {KEY_EVERY_S} s (F1 / escape)")
     print(f"{'measure':<28}{'value':>14}  {'target':<12}{'':>6}")
@@ -253,7 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-mib", type=float, default=512, help="untimed upload first (default 512 MiB)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each kind, in ABBA order (default 2: headless, app, app, headless)")
+    parser.add_argument("--attached", action="store_true",
+                        help="against a service process (`upload DIR --service`): nobody attached, then the "
+                             "app attached over its socket (bench/attached_runs.py)")
     args = parser.parse_args(argv)
+    if args.attached:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import attached_runs  # bench/attached_runs.py
 
     work = Path(tempfile.mkdtemp(prefix="msi-app-overhead-"))
     os.environ.setdefault("MSI_TUI_STATE_DIR", str(work / "state"))
@@ -295,12 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         for kind in order:
             if kind == "headless":
                 print("(a) headless upload ...", flush=True)
-                run = run_headless(bootstrap, path, args)
+                run = (attached_runs.run_service_headless(bootstrap, path, args, new_topic, Run) if args.attached
+                       else run_headless(bootstrap, path, args))
                 headless_runs.append(run)
                 print(f"    {run.mb_s:.1f} MB/s in {run.seconds:.1f} s", flush=True)
             else:
                 print("(b) upload with the app open, pressing keys ...", flush=True)
-                run = asyncio.run(run_with_app(bootstrap, path, args))
+                run = (attached_runs.run_service_attached(bootstrap, path, args, new_topic, Run, send_key, reflected,
+                                                          KEY_EVERY_S) if args.attached
+                       else asyncio.run(run_with_app(bootstrap, path, args)))
                 app_runs.append(run)
                 print(f"    {run.mb_s:.1f} MB/s in {run.seconds:.1f} s, {len(run.latencies_ms)} key presses",
                       flush=True)

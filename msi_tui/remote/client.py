@@ -103,6 +103,7 @@ class ServiceConnection:
         self.end_reason = ""
         self.detached = False
         self.dropped = 0
+        self._reading = False
 
     @classmethod
     def open(cls, path: Path, sink: Sink = discard, events: bool = True, snapshot_every: float = 0.2,
@@ -132,6 +133,7 @@ class ServiceConnection:
     # --- reading ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._reading = True
         threading.Thread(target=self._read_loop, name=f"msi-attach-{self.info.name}", daemon=True).start()
 
     def read_until_snapshot(self, timeout: float) -> UploadSnapshot | ReconstructSnapshot | None:
@@ -240,7 +242,7 @@ class ServiceConnection:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        if not self.ended.wait(2.0):
+        if not self._reading or not self.ended.wait(2.0):
             self._end("detached")
 
 

@@ -98,10 +98,13 @@ def start_in_background(args: argparse.Namespace) -> int:
             else:
                 connection.sock.close()
                 if connection.info.pid == process.pid:
-                    print(f"service {name} runs in the background (pid {process.pid}, output in {out_path})\n"
-                          f"  msi-tui attach {name}    opens the app on it (F10 detaches, it keeps running)\n"
-                          f"  msi-tui status            lists the running services\n"
-                          f"  msi-tui stop {name}      drains and stops it")
+                    commands = ((f"msi-tui attach {name}", "opens the app on it (F10 detaches, it keeps running)"),
+                                ("msi-tui status", "lists the running services"),
+                                (f"msi-tui stop {name}", "drains and stops it"))
+                    width = max(len(command) for command, _ in commands) + 3
+                    print(f"service {name} runs in the background (pid {process.pid}, output in {out_path})")
+                    for command, what in commands:
+                        print(f"  {command:<{width}}{what}")
                     return 0
         time.sleep(0.2)
     raise OperatorError(f"service {name} did not answer in {BACKGROUND_START_S:g} s (pid {process.pid}, "

@@ -100,7 +100,7 @@ class ServiceHost:
             raise
         self._lock = threading.Lock()
         self._peers: set[_Peer] = set()
-        self._backlog: deque[bytes] = deque(maxlen=backlog)
+        self._backlog: deque[Event] = deque(maxlen=backlog)
         self._service: Any = None
         self._info: ServiceInfo | None = None
         self._closed = threading.Event()
@@ -143,17 +143,17 @@ class ServiceHost:
         return sink
 
     def publish(self, event: Event) -> None:
-        """Send one event to every client (and keep it for those attaching later). Never raises."""
-        try:
-            line = encode(event)
-        except Exception:  # an event that does not encode is a bug of ours: logged, not fatal
-            LOG.exception("event not sent to clients: %r", event)
-            return
+        """Send one event to every client (and keep it for those attaching later). Never
+        raises; with nobody attached it costs an append."""
         with self._lock:
-            self._backlog.append(line)
+            self._backlog.append(event)
             peers = list(self._peers)
-        for peer in peers:
-            peer.send_event(line)
+        if not peers:
+            return
+        line = _encoded(event)
+        if line:
+            for peer in peers:
+                peer.send_event(line)
 
     def serve(self, service: Any, info: ServiceInfo) -> None:
         """Start answering clients on behalf of `service` (started already)."""
@@ -255,7 +255,8 @@ class ServiceHost:
         peer.snapshot_every = max(MIN_SNAPSHOT_EVERY_S, hello.snapshot_every) if hello.snapshot_every > 0 else 0.0
         first = [encode(self._info), encode(self._service.snapshot())]
         with self._lock:
-            peer.start(first + (list(self._backlog) if hello.events else []))
+            backlog = [line for line in map(_encoded, self._backlog) if line] if hello.events else []
+            peer.start(first + backlog)
             self._peers.add(peer)
         peer.next_snapshot = time.monotonic() + peer.snapshot_every
         self._wake.set()
@@ -314,6 +315,14 @@ class ServiceHost:
             wait = min((p.next_snapshot for p in peers), default=now + 1.0) - time.monotonic()
             self._wake.wait(min(1.0, max(0.0, wait)))
             self._wake.clear()
+
+
+def _encoded(event: Event) -> bytes:
+    try:
+        return encode(event)
+    except Exception:  # an event that does not encode is a bug of ours: logged, not fatal
+        LOG.exception("event not sent to clients: %r", event)
+        return b""
 
 
 class _Peer:
