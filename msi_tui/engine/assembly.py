@@ -11,13 +11,17 @@ allows it: the bytes are copied into a reused aligned buffer and go from there t
 not through the page cache. Buffered, filling fresh page-cache pages and waiting for their
 writeback cost 1.0-2.8 s of CPU per GiB here; direct, 0.15 s. A DiskWriter's threads copy,
 hash and write those runs while the rebuilding thread goes on with the next records.
+
+O_DIRECT, the memory files, the page cache let go of and the libc calls made through ctypes
+(fallocate, sync_file_range) are Linux speed-ups, each used only where
+msi_tui.engine.platform_caps says so. Without them (other systems, MSI_TUI_PORTABLE set)
+the same steps are plain buffered writes, blocks are allocated as they are written and the
+fsync before publishing does all the flushing; ctypes is not imported.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import mmap
 import os
 import queue
@@ -30,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msi_tui.engine.digest import Hasher, keeps_gil_for_small_updates, new_hasher
+from msi_tui.engine.platform_caps import caps
 from msi_tui.engine.wire import RecordMeta, WireError, check_index
+
+try:
+    import fcntl  # (sets O_DIRECT on an open file; POSIX only, like O_DIRECT itself)
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 # Disk space is reserved ahead of the writes in steps: writing into reserved blocks costs
 # the kernel far less than allocating them page by page (a quarter of the CPU on ext4 here),
@@ -40,13 +50,17 @@ from msi_tui.engine.wire import RecordMeta, WireError, check_index
 # then, leaves the page cache (see release_cache).
 PREALLOCATE_STEP = 64 << 20
 _SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
-_libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded, libc among them (no ldconfig run)
-_fallocate = getattr(_libc, "fallocate", None)  # both Linux only: elsewhere blocks are
-_sync_file_range = getattr(_libc, "sync_file_range", None)  # allocated and flushed as written
-if _fallocate is not None:  # (fd, mode, offset, length)
-    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-if _sync_file_range is not None:  # (fd, offset, length, flags)
-    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_fallocate = _sync_file_range = None  # both Linux only: elsewhere blocks are allocated and flushed as written
+if caps.libc:
+    import ctypes
+
+    _libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded, libc among them (no ldconfig run)
+    _fallocate = getattr(_libc, "fallocate", None)
+    _sync_file_range = getattr(_libc, "sync_file_range", None)
+    if _fallocate is not None:  # (fd, mode, offset, length)
+        _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _sync_file_range is not None:  # (fd, offset, length, flags)
+        _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
 
 def preallocate(fd: int, offset: int, length: int) -> None:
@@ -70,6 +84,8 @@ def wait_written(fd: int, offset: int, length: int) -> None:
 def _check(result: int) -> None:
     """A writeback error must not pass unseen until (or past) the fsync."""
     if result != 0:
+        import ctypes  # (imported already: only the ctypes calls come here)
+
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -80,14 +96,16 @@ def release_cache(fd: int, offset: int = 0, length: int = 0) -> None:
     memory than a step or two, so a long transfer does not push what the machine keeps hot
     (the broker's log, say) out of memory, and new writes reuse pages just freed: on a VM,
     never-touched pages made the copy into the page cache ~47 % of the reconstructor's CPU
-    (perf: copy_folio_from_iter_atomic)."""
+    (perf: copy_folio_from_iter_atomic). Elsewhere (no caps.drop_cache) it does nothing."""
+    if not caps.drop_cache:
+        return
     try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
     except (OSError, AttributeError):  # best effort: only memory is at stake (AttributeError: not POSIX)
         pass
 
 
-O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0: not offered here (not Linux)
+O_DIRECT = getattr(os, "O_DIRECT", 0) if caps.direct_io and fcntl is not None else 0  # 0: not used here
 DIRECT_ALIGN = 4096  # offset, length and memory of a direct write: a page, a multiple of any block size in use
 DIRECT_BUFFER_BYTES = 1 << 20  # per rebuilding thread
 _direct_buffers = threading.local()
@@ -173,7 +191,7 @@ class _Buffer:
     rebuilding thread, 1 GiB of chunks fresh from the network held the GIL ~0.4 s here."""
 
     def __init__(self) -> None:
-        self._fd = os.memfd_create("msi-tui-run", getattr(os, "MFD_CLOEXEC", 0)) if hasattr(os, "memfd_create") else -1
+        self._fd = os.memfd_create("msi-tui-run", getattr(os, "MFD_CLOEXEC", 0)) if caps.memfd else -1
         if self._fd >= 0:
             weakref.finalize(self, os.close, self._fd)
             os.ftruncate(self._fd, DIRECT_BUFFER_BYTES)

@@ -2,10 +2,12 @@
 
 Where the OS tells us (inotify on Linux), a file is ready once its writer closed it (or
 moved it in) and left it alone for the settle window: a writer that opens it again within
-the window (another pass) is waited for. Elsewhere, or with `use_polling` for network
-shares where events do not arrive, a file is ready once its size and mtime stayed unchanged
-for a quiet period. A periodic rescan catches anything the event stream dropped. The
-watcher sleeps until the next file is due or an event comes, never on a fixed tick.
+the window (another pass) is waited for. Elsewhere (Windows, macOS, MSI_TUI_PORTABLE set:
+see msi_tui.engine.platform_caps), with `use_polling` for network shares where events do
+not arrive, or when inotify is refused (its watch limit reached), watchdog's portable
+PollingObserver finds files and one is ready once its size and mtime stayed unchanged for a
+quiet period. A periodic rescan catches anything the event stream dropped. The watcher
+sleeps until the next file is due or an event comes, never on a fixed tick.
 
 Folders are reported too (an empty one is recreated at the destination), and a folder that
 cannot be read is reported once, with the reason, rather than skipped in silence.
@@ -17,12 +19,11 @@ import fnmatch
 import math
 import os
 import queue
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -34,15 +35,17 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from msi_tui.engine.events import Notice, Sink
+from msi_tui.engine.platform_caps import caps
 from msi_tui.engine.wire import shown_name
 
 SKIPPED_BY_DEFAULT = ("~$*", "*.tmp", "*.part", "*.partial", "*.swp", "*.crdownload")
 DEFAULT_SETTLE_S = 0.5  # see README: "When a file is sent"
 IDLE_WAIT_S = 1.0  # the longest sleep with nothing due (stop() is seen within it)
+POLL_EVERY_S = 1.0  # how often the PollingObserver compares the tree with its last look
 RELEASE_EVERY = 50  # files scanned between looks for those ready to go (see _scan)
 # The events _Funnel uses; inotify is asked for these alone. Without the filter every file
 # the uploader reads came back as an open and a close-without-write event, each built and
@@ -96,10 +99,23 @@ UnreadableCallback = Callable[[str, str], None]  # relpath of a folder, why it c
 CrashCallback = Callable[[str, BaseException], None]  # thread name, what ended it
 
 
+def _polling_observer() -> BaseObserver:
+    """Portable: compares snapshots of the tree (os.scandir and stat), on any system."""
+    return PollingObserver(timeout=POLL_EVERY_S)
+
+
+def _inotify_observer() -> BaseObserver:
+    """Linux: inotify, the one observer that reports a writer's close (only asked for when
+    caps.inotify, which loaded this module already)."""
+    from watchdog.observers.inotify import InotifyObserver
+
+    return InotifyObserver()
+
+
 class _Funnel(FileSystemEventHandler):
     """Moves watchdog's events onto our queue; watchdog's thread does nothing else."""
 
-    def __init__(self, events: "queue.SimpleQueue[tuple[str, str]]") -> None:
+    def __init__(self, events: queue.SimpleQueue[tuple[str, str]]) -> None:
         self.events = events
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -142,7 +158,7 @@ class FolderWatcher:
         self.on_ready = on_ready
         self.sink = sink
         self.filter = file_filter
-        self.use_polling = use_polling or not sys.platform.startswith("linux")
+        self.use_polling = use_polling or not caps.inotify
         self.quiet_seconds = quiet_seconds
         self.settle_seconds = settle_seconds
         self.rescan_seconds = rescan_seconds
@@ -157,12 +173,27 @@ class FolderWatcher:
         self._sent: dict[str, tuple[int, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="msi-watch", daemon=True)
-        self._observer = PollingObserver(timeout=1) if self.use_polling else Observer()
+        self._observer = _polling_observer() if self.use_polling else _inotify_observer()
 
     def start(self) -> None:
+        try:
+            self._start_observer()
+        except OSError as exc:
+            if self.use_polling:
+                raise
+            # inotify refused: its per-user watch or instance limit reached, most likely
+            # (fs.inotify.max_user_watches). The portable way works all the same.
+            self.use_polling = True
+            self._observer = _polling_observer()
+            self._start_observer()
+            self.sink(Notice(level="warning", at=time.time(), message=(
+                f"cannot watch {self.folder} with inotify ({exc.strerror or exc}): looking for changes every "
+                f"{POLL_EVERY_S:g} s instead, a file goes once unchanged for {self.quiet_seconds:g} s")))
+        self._thread.start()
+
+    def _start_observer(self) -> None:
         self._observer.schedule(_Funnel(self._events), str(self.folder), recursive=True, event_filter=_EVENTS)
         self._observer.start()
-        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -299,7 +330,8 @@ class FolderWatcher:
             # A file found by a scan (at start-up, or a rescan) was closed before we watched:
             # no close event will come, so the quiet period judges it, counted from its mtime.
             changed_at = now - max(0.0, time.time() - st.st_mtime) if from_scan else now
-            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed, kind in ("scan", "created"))
+            by_quiet = kind in ("scan", "created")
+            self._candidates[rel] = _Candidate(st.st_size, st.st_mtime_ns, changed_at, closed, by_quiet)
             return
         if kind == "modified":
             old.by_quiet = False  # someone writes to it: wait for the writer's close
