@@ -123,3 +123,24 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+_LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def jvm_command(java: str, libs: Path, heap_mb: int, logs_dir: Path) -> list[str]:
+    """The JVM command line that runs Kafka's classes from `libs` (the class follows it)."""
+    xms = max(64, heap_mb // 2)
+    return [
+        java,
+        f"-Xms{xms}m",
+        f"-Xmx{heap_mb}m",  # the machines have 2 cores and share them with tests
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={logs_dir}",
+        "-cp",
+        f"{libs}/*",
+    ]

@@ -21,38 +21,31 @@ lives under one home directory::
 
 from __future__ import annotations
 
-import base64
-import errno
-import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from msi_tui import paths
+from msi_tui.broker import probes
 from msi_tui.broker.jars import ensure_jars
-from msi_tui.broker.java import JavaRuntime, require_java
-from msi_tui.broker.tls import TlsFiles, ensure_tls_files
+from msi_tui.broker.java import JavaRuntime, jvm_command, require_java
+from msi_tui.broker.probes import HOST, free_port, port_in_use
+from msi_tui.broker.properties import MAX_MESSAGE_BYTES, SCRAM_MECHANISM, new_cluster_id, server_properties
+from msi_tui.broker.tls import ensure_tls_files
 from msi_tui.errors import OperatorError
 
-HOST = "127.0.0.1"  # advertised listeners may not be 0.0.0.0; localhost may resolve to ::1
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-_LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+# (the names other modules and scripts import from here)
+__all__ = ["HOST", "MAX_MESSAGE_BYTES", "BrokerStatus", "LocalBroker", "free_port", "new_cluster_id", "port_in_use"]
+
 _MAIN_CLASS = "kafka.Kafka"
 _POLL_S = 0.1
 ROLES = ("broker,controller", "broker", "controller")
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 # StorageTool parses --add-scram 'SCRAM-SHA-512=[name=N,password=P]': no ',', ']', '=' or quotes.
 _SCRAM_TEXT = re.compile(r"[A-Za-z0-9._~@+-]+")
-
-# librdkafka logs every refused connection while the broker boots: keep probes quiet.
-_quiet = logging.getLogger("msi_tui.broker.probe")
-_quiet.addHandler(logging.NullHandler())
-_quiet.propagate = False
 
 
 @dataclass(frozen=True)
@@ -69,39 +62,6 @@ class BrokerStatus:
 def default_home() -> Path:
     """The home of the operator's local broker: `<state dir>/broker`."""
     return paths.state_dir() / "broker"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    """True when something listens on, or holds, `127.0.0.1:port`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        if sock.connect_ex((HOST, port)) == 0:
-            return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Like the JVM's server sockets, so a port in TIME_WAIT after a restart counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
-            raise
-    return False
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id: base64url of 16 random bytes, no padding, not starting with '-'."""
-    while True:
-        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
-        if not cid.startswith("-"):  # would be parsed as an option by StorageTool
-            return cid
 
 
 class LocalBroker:
@@ -272,14 +232,14 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         tls = ensure_tls_files(self.tls_dir) if self.tls_port is not None else None
-        self.properties_path.write_text(self._server_properties(tls), encoding="utf-8")
+        self.properties_path.write_text(server_properties(self, tls), encoding="utf-8")
         if not (self.data_dir / "meta.properties").is_file():
             self._format(java, libs)
 
         console = self.logs_dir / "console.log"
         with open(console, "ab") as out:
             self._proc = subprocess.Popen(
-                [*self._java_cmd(java, libs), _MAIN_CLASS, str(self.properties_path)],
+                [*jvm_command(java, libs, self.heap_mb, self.logs_dir), _MAIN_CLASS, str(self.properties_path)],
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -298,7 +258,7 @@ class LocalBroker:
         pid = self._live_pid()
         if pid is None:
             raise OperatorError(
-                f"the Kafka node in {self.home} is not running: {self._log_excerpt()}"
+                f"the Kafka node in {self.home} is not running: {probes.log_excerpt(self.logs_dir)}"
             )
         try:
             self._wait_ready(pid, timeout)
@@ -315,7 +275,7 @@ class LocalBroker:
         pid = self._live_pid()
         if pid is None:
             return False
-        self._signal_group(pid, signal.SIGKILL)
+        probes.signal_group(pid, signal.SIGKILL)
         self._wait_gone(pid, 10)
         self.pid_path.unlink(missing_ok=True)
         self._proc = None
@@ -330,9 +290,9 @@ class LocalBroker:
         if pid is None:
             self.pid_path.unlink(missing_ok=True)  # stale or absent
             return False
-        self._signal_group(pid, signal.SIGTERM)
+        probes.signal_group(pid, signal.SIGTERM)
         if not self._wait_gone(pid, timeout):
-            self._signal_group(pid, signal.SIGKILL)
+            probes.signal_group(pid, signal.SIGKILL)
             self._wait_gone(pid, 10)
         self.pid_path.unlink(missing_ok=True)
         self._proc = None
@@ -345,10 +305,10 @@ class LocalBroker:
         answering = False
         if pid is not None and not self.has_broker:
             port = self.controller_port
-            answering = _listening(port)
+            answering = probes.listening(port)
         elif pid is not None:
             port = self.configured_port() or self.port
-            answering = _answering(f"{HOST}:{port}", 3.0)
+            answering = probes.broker_answers(f"{HOST}:{port}", 3.0)
         return BrokerStatus(
             running=pid is not None,
             pid=pid,
@@ -387,86 +347,10 @@ class LocalBroker:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _server_properties(self, tls: TlsFiles | None = None) -> str:
-        # No trailing "# comments" on value lines: Java properties would keep them in the value.
-        listeners: list[tuple[str, str, int]] = []  # (name, security protocol, port)
-        if self.has_broker:
-            assert self.port is not None
-            listeners.append(("PLAINTEXT", "PLAINTEXT", self.port))
-            if self.scram_port is not None:
-                listeners.append(("SASL_PLAINTEXT", "SASL_PLAINTEXT", self.scram_port))
-            if self.tls_port is not None:
-                listeners.append(("SSL", "SSL", self.tls_port))
-        advertised = ",".join(f"{name}://{HOST}:{port}" for name, _, port in listeners)
-        if self.has_controller:
-            listeners.append(("CONTROLLER", "PLAINTEXT", self.controller_port))
-        protocol_map = {name: proto for name, proto, _ in listeners}
-        protocol_map["CONTROLLER"] = "PLAINTEXT"  # brokers need it to reach the controller
-        props = {
-            "process.roles": self.roles,
-            "node.id": str(self.node_id),
-            "controller.quorum.voters": self.quorum_voters,
-            "listeners": ",".join(f"{name}://{HOST}:{port}" for name, _, port in listeners),
-            "listener.security.protocol.map": ",".join(f"{k}:{v}" for k, v in protocol_map.items()),
-            "controller.listener.names": "CONTROLLER",
-            "log.dirs": str(self.data_dir),
-        }
-        if self.has_broker:
-            props.update({
-                "advertised.listeners": advertised,
-                "inter.broker.listener.name": "PLAINTEXT",
-                "num.partitions": "4",
-                "auto.create.topics.enable": "false",
-                "log.retention.hours": "168",
-                "offsets.topic.replication.factor": "1",
-                "offsets.topic.num.partitions": "1",
-                "transaction.state.log.replication.factor": "1",
-                "transaction.state.log.min.isr": "1",
-                "share.coordinator.state.topic.replication.factor": "1",
-                "share.coordinator.state.topic.min.isr": "1",
-                "group.initial.rebalance.delay.ms": "0",
-                "log.cleaner.dedupe.buffer.size": str(MAX_MESSAGE_BYTES),
-                "message.max.bytes": str(MAX_MESSAGE_BYTES),
-                "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
-            })
-        if self.scram_port is not None:
-            props.update({
-                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
-                # Server side of SCRAM: credentials come from the cluster metadata (--add-scram).
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
-                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            })
-        if tls is not None:
-            props.update({
-                "listener.name.ssl.ssl.keystore.type": "PEM",
-                "listener.name.ssl.ssl.keystore.location": str(tls.keystore),
-                "listener.name.ssl.ssl.client.auth": "none",
-            })
-        props.update(self.extra_properties)
-        lines = ["# Written by msi-tui on every start of the local broker; edits are lost."]
-        lines += [f"{key}={value}" for key, value in props.items()]
-        return "\n".join(lines) + "\n"
-
-    def _java_cmd(self, java: str, libs: Path) -> list[str]:
-        xms = max(64, self.heap_mb // 2)
-        return [
-            java,
-            f"-Xms{xms}m",
-            f"-Xmx{self.heap_mb}m",  # the machines have 2 cores and share them with tests
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp",
-            f"{libs}/*",
-        ]
-
     def _format(self, java: str, libs: Path) -> None:
         """Format data/ once (static voters: no --standalone), adding the SCRAM users."""
         cmd = [
-            *self._java_cmd(java, libs),
+            *jvm_command(java, libs, self.heap_mb, self.logs_dir),
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -483,7 +367,7 @@ class LocalBroker:
         except subprocess.TimeoutExpired as exc:
             raise OperatorError(f"formatting the Kafka data dir {self.data_dir} timed out") from exc
         if proc.returncode != 0:
-            detail = _meaningful(proc.stdout + proc.stderr) or f"exit code {proc.returncode}"
+            detail = probes.meaningful(proc.stdout + proc.stderr) or f"exit code {proc.returncode}"
             for password in self.scram_users.values():
                 detail = detail.replace(password, "***")
             raise OperatorError(f"could not format the Kafka data dir {self.data_dir}: {detail}")
@@ -496,7 +380,7 @@ class LocalBroker:
                 self.pid_path.unlink(missing_ok=True)
                 how = f" (exit code {code})" if code is not None else ""
                 raise OperatorError(
-                    f"the Kafka broker exited during startup{how}: {self._log_excerpt()}"
+                    f"the Kafka broker exited during startup{how}: {probes.log_excerpt(self.logs_dir)}"
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -505,10 +389,9 @@ class LocalBroker:
                     f"(see {self.logs_dir / 'server.log'})"
                 )
             # A cheap TCP check first; the metadata probe only once the listener is up.
-            if not self.has_broker:
-                if _listening(self.controller_port):
-                    return
-            elif self.port is not None and _listening(self.port) and _answering(self.bootstrap, min(3.0, remaining)):
+            port = self.port if self.has_broker else self.controller_port
+            if port is not None and probes.listening(port) and (
+                    not self.has_broker or probes.broker_answers(self.bootstrap, min(3.0, remaining))):
                 return
             time.sleep(min(_POLL_S * 5, max(remaining, 0)))
 
@@ -516,11 +399,11 @@ class LocalBroker:
         """Stop the process this object launched, whatever the pid file says."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            self._signal_group(proc.pid, signal.SIGTERM)
+            probes.signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                self._signal_group(proc.pid, signal.SIGKILL)
+                probes.signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         self.pid_path.unlink(missing_ok=True)
         self._proc = None
@@ -562,53 +445,3 @@ class LocalBroker:
                 return False
             time.sleep(_POLL_S)
         return True
-
-    def _signal_group(self, pid: int, sig: signal.Signals) -> None:
-        try:
-            os.killpg(pid, sig)  # pid leads its own session, so it is also the group id
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
-            raise OperatorError(f"not allowed to stop the Kafka broker (pid {pid})") from exc
-
-    def _log_excerpt(self) -> str:
-        texts = []
-        for name in ("server.log", "console.log"):
-            try:
-                texts.append((self.logs_dir / name).read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
-        excerpt = _meaningful("\n".join(text[-64_000:] for text in texts)) or "no log output"
-        return f"{excerpt} (logs in {self.logs_dir})"
-
-
-def _meaningful(text: str, limit: int = 3) -> str:
-    """The last few error lines of a Java log (no stack frames), joined on one line."""
-    lines = [
-        ln.strip()
-        for ln in text.splitlines()
-        if ln.strip() and not ln.lstrip().startswith(("at ", "... "))
-    ]
-    keys = ("ERROR", "FATAL", "Exception", "Error:", "already in use")
-    picked = [ln for ln in lines if any(k in ln for k in keys)] or lines
-    return " | ".join(ln[:300] for ln in picked[-limit:])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def _answering(bootstrap: str, timeout: float) -> bool:
-    """True if cluster metadata from `bootstrap` lists at least one broker."""
-    # Imported here so that `msi-tui broker stop` does not pay for loading librdkafka.
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 3000}, logger=_quiet)
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException:
-        return False
-    return bool(metadata.brokers)

@@ -138,18 +138,18 @@ class Followup:
         if receipt.outcome != "published":
             with self.stats.lock:
                 self.stats.files_failed_there += 1
-                self.stats.table.update(uid, state=f"{receipt.outcome} there", where=receipt.reason)
+                self.stats.table.update(uid, state=f"{receipt.outcome} there", where=shown_name(receipt.reason))
             if self.registry is not None:
-                self.registry.finish(uid, "failed-there", receipt.reason)
+                self.registry.finish(uid, "failed-there", shown_name(receipt.reason))
             self.sink(FileFailedThere(path=shown, upload_id=uid, host=receipt.host, outcome=receipt.outcome,
-                                      reason=receipt.reason, at=time.time()))
+                                      reason=shown_name(receipt.reason), at=time.time()))
             return
         where = f"{receipt.host}:{os.path.join(receipt.output, receipt.saved_as)}"
         with self.stats.lock:
             self.stats.files_verified += 1
             self.stats.table.update(uid, state="verified", where=shown_name(where))
         if self.registry is not None:
-            self.registry.finish(uid, "verified", where)
+            self.registry.finish(uid, "verified", shown_name(where))  # (SQLite text holds no lone surrogate)
         cleanup = ""
         if self.cleanup.action != "keep":
             with self._lock:
