@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from msi_tui.engine.config import ClusterConfig
@@ -241,7 +241,7 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float
     partition count."""
     existing = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
     if existing is not None and existing.error is None:
-        return len(existing.partitions)
+        return existing_partitions(admin, topic, len(existing.partitions), timeout)
     new = NewTopic(topic, num_partitions=partitions, config=DATA_TOPIC_CONFIG if config is None else config)
     future = admin.create_topics([new], request_timeout=timeout)[topic]
     try:
@@ -249,7 +249,7 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float
     except KafkaException as exc:
         code = exc.args[0].code() if isinstance(exc.args[0], KafkaError) else None
         if code == KafkaError.TOPIC_ALREADY_EXISTS:
-            return len(admin.list_topics(topic=topic, timeout=timeout).topics[topic].partitions)
+            return existing_partitions(admin, topic, 0, timeout)
         if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
             raise OperatorError(
                 f"topic {topic!r} does not exist and these credentials may not create it; "
@@ -257,6 +257,25 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, timeout: float
             ) from None
         raise OperatorError(f"cannot create topic {topic!r}: {describe_kafka_error(exc)}") from None
     return partitions
+
+
+def existing_partitions(admin: AdminClient, topic: str, seen: int, timeout: float) -> int:
+    """The partition count of a topic that exists. Just after its creation (here or by
+    another client), metadata may list it with no partition yet: asked again until some show."""
+    deadline = time.monotonic() + timeout
+    while seen == 0:
+        if time.monotonic() > deadline:
+            raise OperatorError(f"topic {topic!r} shows no partition after {timeout:g} s; is the cluster healthy?")
+        time.sleep(0.1)
+        found = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        seen = len(found.partitions) if found is not None and found.error is None else 0
+    return seen
+
+
+class MetadataSource(Protocol):
+    """A client that can be asked for cluster metadata (a Producer, for ConnectionWatch.probe)."""
+
+    def list_topics(self, *, timeout: float) -> object: ...
 
 
 class HasConnection(Protocol):
@@ -309,7 +328,7 @@ class ConnectionWatch:
         if any(b.get("nodeid", -1) >= 0 and b.get("state") == "UP" for b in brokers):
             self.reachable()
 
-    def probe(self, client: Producer) -> None:
+    def probe(self, client: MetadataSource) -> None:
         """During an outage, at most once a STATS_INTERVAL_MS: ask for metadata, which
         succeeds once a broker answers."""
         now = time.monotonic()
