@@ -32,8 +32,9 @@ from msi_tui.engine.wire import MAX_NAME_BYTES, RESERVED_PREFIX, path_bytes
 
 STAGING = RESERVED_PREFIX + "staging"
 QUARANTINE = RESERVED_PREFIX + "quarantine"
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-_STAGED_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# (flags missing on Windows read as 0 so that the module imports; the reconstructor needs POSIX)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_STAGED_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 SOURCE_XATTR = "user.msi-tui.source"

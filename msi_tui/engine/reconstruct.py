@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
-import resource
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -439,6 +439,10 @@ def _numbers(partitions: list[TopicPartition] | list[int]) -> str:
 def _allow_open_files() -> None:
     """Raise the soft limit on open files to the hard one: every upload being rebuilt holds
     its staged file open, and a busy topic can have thousands at once."""
+    if sys.platform == "win32":
+        return  # (no such limit there; imported here so that the module imports everywhere)
+    import resource
+
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
