@@ -61,8 +61,9 @@ def served(service: FakeUploader | FakeReconstructor, name: str = "upload-scope-
     said: list[str] = []
     host = ServiceHost(name, kind, say=said.append)
     host.said = said  # type: ignore[attr-defined]
+    host.serve(service, info_for(name, kind))  # (as the command line does: answering while it starts)
     service.start()
-    host.serve(service, info_for(name, kind))
+    host.mark_started()
 
     def close_when_stopped() -> None:
         service.wait_stopped(3600)
@@ -281,6 +282,26 @@ def test_a_service_that_vanishes_is_told_apart_from_one_that_stopped(state: Path
         assert proxy.snapshot().state == "gone"
 
 
+def test_a_starting_service_answers_but_takes_commands_only_once_started(state: Path) -> None:
+    up = FakeUploader()
+    host = ServiceHost("upload-scope-7", "upload")
+    try:
+        host.serve(up, info_for("upload-scope-7"))  # start() not returned yet
+        proxy, _ = attach()
+        assert proxy.snapshot().state == "starting"
+        with pytest.raises(OperatorError, match="still starting"):
+            proxy.enqueue_file(Path("/data/scope-7/a.bin"))
+        up.start()
+        host.mark_started()
+        proxy.pause()
+        wait_until(lambda: proxy.snapshot().state == "paused", "the pause once started", WAIT_S)
+        # A start that fails is the clients' last news.
+        host.close(died="could not start: broker unreachable")
+        assert proxy.wait_stopped(WAIT_S) and proxy.gone == "the service stopped: could not start: broker unreachable"
+    finally:
+        host.close()
+
+
 def test_a_status_client_gets_the_snapshot_and_no_events(state: Path) -> None:
     up = FakeUploader()
     mid_transfer_upload(up)
@@ -387,3 +408,36 @@ def test_a_service_that_stops_elsewhere_is_shown_and_the_app_offers_to_exit(stat
             assert app.return_code == 0
 
     asyncio.run(scenario())
+
+
+# --- layering ---------------------------------------------------------------------------------
+
+
+def test_a_service_runs_without_textual_and_the_engine_knows_nothing_of_the_socket() -> None:
+    """The service side and the attach machinery short of the app import no Textual; no
+    engine module imports msi_tui.remote."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import msi_tui.engine
+
+    code = (
+        "import importlib, sys\n"
+        "for name in ['msi_tui.cli', 'msi_tui.remote.server', 'msi_tui.remote.serve', 'msi_tui.remote.client',\n"
+        "             'msi_tui.remote.proxies', 'msi_tui.remote.control', 'msi_tui.remote.discovery']:\n"
+        "    importlib.import_module(name)\n"
+        "leaked = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "assert not leaked, leaked[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    engine = ["msi_tui.engine", *(i.name for i in pkgutil.walk_packages(msi_tui.engine.__path__, "msi_tui.engine."))]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {engine!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert not [m for m in sys.modules if m.startswith('msi_tui.remote')]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -40,22 +40,24 @@ def open_host(args: argparse.Namespace, say: Callable[[str], None]) -> ServiceHo
 
 
 def start_served(service: Any, host: ServiceHost | None, args: argparse.Namespace, config: ClusterConfig) -> None:
-    """`service.start()`, then (with --service) answer clients for it; a start that fails
-    takes the socket away again."""
+    """`service.start()`; with --service, clients are answered from before it (they see it
+    starting), and a start that fails is their last news before the socket goes."""
+    if host is not None:
+        folder = getattr(service, "folder", None) if args.command == "upload" else service.output_dir
+        host.serve(service, ServiceInfo(
+            name=host.name, kind=args.command, pid=os.getpid(), started_at=time.time(),
+            cluster_name=config.name, bootstrap=config.bootstrap, topic=args.topic,
+            folder=str(Path(folder).absolute()) if folder is not None else "",
+            group_id=getattr(service, "group_id", ""), version=__version__))
     try:
         service.start()
-    except BaseException:
+    except BaseException as exc:
         if host is not None:
-            host.close()
+            host.close(died=f"could not start: {exc}")
         raise
     if host is None:
         return
-    folder = getattr(service, "folder", None) if args.command == "upload" else service.output_dir
-    host.serve(service, ServiceInfo(
-        name=host.name, kind=args.command, pid=os.getpid(), started_at=time.time(),
-        cluster_name=config.name, bootstrap=config.bootstrap, topic=args.topic,
-        folder=str(Path(folder).absolute()) if folder is not None else "",
-        group_id=getattr(service, "group_id", ""), version=__version__))
+    host.mark_started()
     host.say(f"serving as {host.name} on {host.path}: `msi-tui attach {host.name}` opens the app on it, "
         f"`msi-tui stop {host.name}` stops it")
 
@@ -96,8 +98,9 @@ def start_in_background(args: argparse.Namespace) -> int:
             except OperatorError:
                 pass
             else:
+                snap = connection.read_until_snapshot(2.0)
                 connection.sock.close()
-                if connection.info.pid == process.pid:
+                if connection.info.pid == process.pid and snap is not None and snap.state != "starting":
                     commands = ((f"msi-tui attach {name}", "opens the app on it (F10 detaches, it keeps running)"),
                                 ("msi-tui status", "lists the running services"),
                                 (f"msi-tui stop {name}", "drains and stops it"))

@@ -106,6 +106,7 @@ class ServiceHost:
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._snapshot_all = False
+        self._started = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def _bind(self) -> socket.socket:
@@ -156,16 +157,21 @@ class ServiceHost:
                 peer.send_event(line)
 
     def serve(self, service: Any, info: ServiceInfo) -> None:
-        """Start answering clients on behalf of `service` (started already)."""
+        """Start answering clients on behalf of `service`, before its `start()` returns:
+        `status` and `attach` see it starting; commands wait for `mark_started()`."""
         self._service, self._info = service, info
         for target, name in ((self._accept_loop, "msi-remote-accept"), (self._tick_loop, "msi-remote-snapshots")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def close(self) -> None:
-        """The service stopped (or never started): a last snapshot and `Stopped` to every
-        client, then the socket goes."""
+    def mark_started(self) -> None:
+        """The service's start() returned: commands are taken from now on."""
+        self._started.set()
+
+    def close(self, died: str = "") -> None:
+        """The service stopped (or never started, `died` says why): a last snapshot and
+        `Stopped` to every client, then the socket goes."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -184,7 +190,8 @@ class ServiceHost:
             self._peers.clear()
         last: list[bytes] = []
         if self._service is not None:
-            last = [encode(self._service.snapshot()), encode(Stopped(died=getattr(self._service, "died", None) or ""))]
+            died = died or getattr(self._service, "died", None) or ""
+            last = [encode(self._service.snapshot()), encode(Stopped(died=died))]
         for peer in peers:
             peer.finish(last)
         deadline = time.monotonic() + CLOSE_FLUSH_S
@@ -265,6 +272,8 @@ class ServiceHost:
         """One command, answered with a Reply; then fresh snapshots for everyone."""
         service, error = self._service, ""
         try:
+            if not self._started.is_set() and command.name != "snapshot":
+                raise OperatorError("the service is still starting (reaching the broker): try again in a moment")
             match command.name:
                 case "pause" | "resume":
                     getattr(service, command.name)()
