@@ -349,10 +349,16 @@ def test_f10_detaches_and_the_service_goes_on(state: Path) -> None:
             async with app.run_test(size=(100, 30)) as pilot:
                 await until(pilot, lambda: app.slots["upload"].status == "running", "the upload slot to run")
                 await until(pilot, lambda: "attached to service upload-scope-7" in log_text(app), "the attach line")
+                mid_transfer_upload(up)
+                await until(pilot, lambda: app.context.uploader.snapshot().files_done == 41, "the new counts")
+                app.run_command("check")  # the same words as in a session of its own, from the proxy
+                assert "upload (watching): files enqueued 1, in progress 2, done 41" in log_text(app)
+                app.run_command("pause")  # a command over the socket
+                await until(pilot, lambda: app.context.uploader.snapshot().state == "paused", "paused")
                 await pilot.press("f10")
                 await until(pilot, lambda: app.return_code is not None, "the app to exit")
             assert app.return_code == 0 and app.detached
-            assert calls(up) == ["start"] and not up.stopped
+            assert calls(up) == ["start", "pause"] and not up.stopped
             wait_until(lambda: host.clients() == 0, "the client to be gone", WAIT_S)
             assert services[0].gone is None
 
