@@ -43,3 +43,8 @@ def headers_of(msg: Message) -> wire.ReadHeaders | None:
 def produced(headers: wire.Headers) -> ProducedHeaders:
     """Our headers as Producer.produce takes them (the same list)."""
     return cast("ProducedHeaders", headers)
+
+
+def timestamp_of(msg: Message) -> int:
+    """A record's timestamp in ms (0 when it has none)."""
+    return msg.timestamp()[1]

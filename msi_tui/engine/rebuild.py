@@ -22,20 +22,12 @@ from pathlib import Path
 
 from confluent_kafka import Message
 
-from msi_tui.engine import digest, wire
+from msi_tui.engine import digest, events, wire
 from msi_tui.engine.assembly import Assembly, DiskWriter
-from msi_tui.engine.events import (
-    FileKeptBoth,
-    FileQuarantined,
-    FileReconstructed,
-    Notice,
-    RecordRejected,
-    Sink,
-    UploadNotRebuilt,
-)
+from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
 from msi_tui.engine.journal import Journal
-from msi_tui.engine.kafka_records import headers_of, offset_of, partition_of
+from msi_tui.engine.kafka_records import headers_of, offset_of, partition_of, timestamp_of
 from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.output import OutputFolder, Staged
 from msi_tui.engine.receipts import Outcome, ReceiptBook, new_receipt
@@ -156,7 +148,7 @@ class Rebuilder:
                 return
             for uid, assembly in self.touched.items():
                 ctx.ledger.touch(partition, uid, assembly.newest_ms)
-            ctx.ledger.accounted(partition, offset_of(last), _timestamp(last))
+            ctx.ledger.accounted(partition, offset_of(last), timestamp_of(last))
             silent = [ctx.assemblies[uid] for uid in ctx.ledger.abandoned(partition) if uid in ctx.assemblies]
         for a in silent:
             minutes = ctx.ledger.abandon_after_ms / 60000
@@ -241,7 +233,7 @@ class Rebuilder:
                 return
             partition, offset = partition_of(msg), offset_of(msg)
             assembly = Assembly(meta, partition, offset, fd, staged, writer=self.writer,
-                                direct=ctx.direct_writes, newest_ms=_timestamp(msg))
+                                direct=ctx.direct_writes, newest_ms=timestamp_of(msg))
             with ctx.lock:
                 ctx.assemblies[uid] = assembly
                 ctx.ledger.open(partition, uid, offset, assembly.newest_ms)
@@ -311,7 +303,7 @@ class Rebuilder:
         except wire.WireError as exc:
             self._reject(msg, str(exc))
             return
-        assembly.newest_ms = _timestamp(msg)
+        assembly.newest_ms = timestamp_of(msg)
         if wrote:
             self.touched[assembly.meta.upload_id] = assembly
             self.written += len(value)
@@ -352,19 +344,20 @@ class Rebuilder:
             with ctx.stats.lock:
                 ctx.stats.files_quarantined += 1
                 ctx.stats.table.update(uid, state="quarantined", finished=time.time())
-            ctx.sink(FileQuarantined(path=path, reason=s.refused, quarantine_path=wire.shown_name(str(s.quarantined)),
-                                     at=time.time()))
+            where = wire.shown_name(str(s.quarantined))
+            ctx.sink(events.FileQuarantined(path=path, reason=s.refused, quarantine_path=where, at=time.time()))
             self._close(a, "quarantined", saved_as=str(s.quarantined), reason=s.refused)
             return
         shown = wire.shown_name(published.path)
         with ctx.stats.lock:
             ctx.stats.files_completed += 1
             ctx.stats.table.update(uid, path=shown, state="verified", finished=time.time())
-        ctx.sink(FileReconstructed(path=shown, size=a.meta.size, upload_id=uid, seconds=time.monotonic() - a.started,
-                                   duplicate=published.duplicate, source=source, at=time.time()))
+        ctx.sink(events.FileReconstructed(path=shown, size=a.meta.size, upload_id=uid, source=source,
+                                          seconds=time.monotonic() - a.started, duplicate=published.duplicate,
+                                          at=time.time()))
         kept_as = published.older_kept_as or (published.path if published.path != s.relpath else None)
         if kept_as is not None:
-            ctx.sink(FileKeptBoth(path=path, saved_as=wire.shown_name(kept_as),
+            ctx.sink(events.FileKeptBoth(path=path, saved_as=wire.shown_name(kept_as),
                                   older_moved=bool(published.older_kept_as), source=source,
                                   other_source=published.other_source, rewrite=published.rewrite, at=time.time()))
         self._close(a, "published", saved_as=published.path)
@@ -387,8 +380,8 @@ class Rebuilder:
             if outcome != "withdrawn":
                 ctx.stats.files_failed += 1
             ctx.stats.table.update(uid, state=outcome, finished=time.time())
-        ctx.sink(UploadNotRebuilt(path=wire.shown_name(a.meta.path), upload_id=uid, outcome=outcome, reason=reason,
-                                  at=time.time()))
+        ctx.sink(events.UploadNotRebuilt(path=wire.shown_name(a.meta.path), upload_id=uid, outcome=outcome,
+                                         reason=reason, at=time.time()))
         self._close(a, outcome, reason=reason)
 
     def _refuse_unopened(self, meta: wire.RecordMeta, reason: str) -> None:
@@ -396,7 +389,7 @@ class Rebuilder:
         ctx = self.ctx
         with ctx.stats.lock:
             ctx.stats.files_failed += 1
-        ctx.sink(UploadNotRebuilt(path=wire.shown_name(meta.path), upload_id=meta.upload_id, outcome="refused",
+        ctx.sink(events.UploadNotRebuilt(path=wire.shown_name(meta.path), upload_id=meta.upload_id, outcome="refused",
                                   reason=reason, at=time.time()))
         ctx.receipts.record(new_receipt(meta.upload_id, ctx.group_id, "refused", meta.path, str(ctx.output_dir),
                                         size=meta.size, algorithm=meta.algorithm, reason=reason))
@@ -425,7 +418,7 @@ class Rebuilder:
         if count <= REJECTS_REPORTED_ONE_BY_ONE or count % 1000 == 0:
             if count > REJECTS_REPORTED_ONE_BY_ONE:
                 reason = f"{reason} ({count} records refused so far)"
-            self.ctx.sink(RecordRejected(partition=partition_of(msg), offset=offset_of(msg), reason=reason,
+            self.ctx.sink(events.RecordRejected(partition=partition_of(msg), offset=offset_of(msg), reason=reason,
                                          at=time.time()))
 
     def _blocked(self, exc: Exception) -> None:
@@ -454,8 +447,3 @@ class Rebuilder:
 def _known(a: Assembly | None) -> Callable[[], Assembly | None]:
     """The upload a step of a batch works for, for _until_done."""
     return lambda: a
-
-
-def _timestamp(msg: Message) -> int:
-    """A record's timestamp in ms (0 when it has none)."""
-    return msg.timestamp()[1]

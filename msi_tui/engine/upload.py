@@ -24,17 +24,9 @@ from typing import BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException
 
-from msi_tui.engine import wire
+from msi_tui.engine import events, wire
 from msi_tui.engine.config import ClusterConfig
-from msi_tui.engine.events import (
-    FileChangedDuringUpload,
-    FileQueued,
-    FileUploaded,
-    FileUploadFailed,
-    FileUploadStarted,
-    Notice,
-    Sink,
-)
+from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.followup import Followup
 from msi_tui.engine.kafka_clients import check_reachable, describe_kafka_error, ensure_topic, producer_settings
 from msi_tui.engine.landed import settle_unfinished
@@ -171,7 +163,7 @@ class Uploader:
         """A folder of the watched tree cannot be listed: its files cannot be sent."""
         with self.stats.lock:
             self.stats.files_failed += 1
-        self.sink(FileUploadFailed(path=shown_name(relpath) + "/", at=time.time(),
+        self.sink(events.FileUploadFailed(path=shown_name(relpath) + "/", at=time.time(),
                                    reason=f"cannot read this folder ({why}): its files are not sent"))
 
     def _sent_before(self, relpath: str, size: int, mtime_ns: int) -> bool:
@@ -188,13 +180,13 @@ class Uploader:
         if reason is not None:
             with self.stats.lock:
                 self.stats.files_failed += 1
-            self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
+            self.sink(events.FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
             return
         with self.stats.lock:
             self.stats.files_queued += 1
         self._jobs.put(job)
         if job.folder_mtime_ns is None:
-            self.sink(FileQueued(path=job.shown, size=size, at=time.time()))
+            self.sink(events.FileQueued(path=job.shown, size=size, at=time.time()))
 
     def pause(self) -> None:
         """Stop starting new chunks; what is queued in librdkafka still goes out."""
@@ -286,7 +278,7 @@ class Uploader:
         with self.stats.lock:
             self.stats.files_in_progress -= 1
             self.stats.files_failed += 1
-        self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
+        self.sink(events.FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
 
     def _partition_of(self, upload_id: str) -> int:
         """Chosen here rather than by the partitioner: the registry knows it from the start,
@@ -311,7 +303,8 @@ class Uploader:
                 self.stats.files_in_progress -= 1
                 self.stats.files_failed += err is not None
             if err is not None:
-                self.sink(FileUploadFailed(path=job.shown, reason=f"delivery failed: {err.str()}", at=time.time()))
+                self.sink(events.FileUploadFailed(path=job.shown, reason=f"delivery failed: {err.str()}",
+                                                  at=time.time()))
             elif self._registry:
                 self._registry.mark(job.relpath, FOLDER_SIZE, 0, upload_id, 0, "done")
 
@@ -342,7 +335,7 @@ class Uploader:
         # From here on the upload ends only through _finish, whatever happens.
         ended: tuple[Outcome, str] | None
         try:
-            self.sink(FileUploadStarted(path=job.shown, size=size, chunks=upload.chunks, upload_id=upload_id,
+            self.sink(events.FileUploadStarted(path=job.shown, size=size, chunks=upload.chunks, upload_id=upload_id,
                                         at=time.time()))
             ended = produce_file(upload, f, Producing(link.produce, self.stats, self.settings.digest, self._resume,
                                                       self._stop_new, self._ending))
@@ -394,7 +387,7 @@ class Uploader:
                 "from its start once resumed")))
             self._enqueue(job, upload.size)
         else:
-            self.sink(FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
+            self.sink(events.FileUploadFailed(path=job.shown, reason=reason, at=time.time()))
 
     def _stop_producing(self, upload: Delivery) -> None:
         """The upload thread is done with `upload`: withdraw it now if it ended otherwise than done."""
@@ -422,7 +415,7 @@ class Uploader:
 
     def _changed(self, job: Job, size: int) -> None:
         """The file changed while being sent: send it again (a file given by hand only so often)."""
-        self.sink(FileChangedDuringUpload(path=job.shown, at=time.time()))
+        self.sink(events.FileChangedDuringUpload(path=job.shown, at=time.time()))
         if job.from_watch and self._watcher is not None:
             self._watcher.recheck(job.relpath)
         elif job.attempt < MANUAL_RETRIES:
@@ -430,7 +423,7 @@ class Uploader:
         else:
             with self.stats.lock:
                 self.stats.files_failed += 1
-            self.sink(FileUploadFailed(path=job.shown, reason="kept changing while being sent", at=time.time()))
+            self.sink(events.FileUploadFailed(path=job.shown, reason="kept changing while being sent", at=time.time()))
 
     def _delivered(self, upload: Delivery, err: KafkaError | None) -> None:
         """The closing record's delivery report (or the first failed one)."""
@@ -451,5 +444,5 @@ class Uploader:
         if self._followup:
             self._followup.expect(Sent(upload.upload_id, job.relpath, upload.size, upload.mtime_ns, time.time()),
                                   job.from_watch)
-        self.sink(FileUploaded(path=job.shown, size=upload.size, chunks=upload.chunks,
+        self.sink(events.FileUploaded(path=job.shown, size=upload.size, chunks=upload.chunks,
                                upload_id=upload.upload_id, seconds=time.monotonic() - upload.started, at=time.time()))
