@@ -49,10 +49,15 @@ def service_process(bootstrap: str, topic: str, args: argparse.Namespace) -> Ite
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"service {name} did not start: {(folder.parent / f'{name}.log').read_text()}")
             try:
-                ServiceConnection.open(socket_path(name), events=False, snapshot_every=0).close()
-                break
+                connection = ServiceConnection.open(socket_path(name), events=False, snapshot_every=0)
             except OperatorError:
                 time.sleep(0.1)
+                continue
+            snap = connection.read_until_snapshot(2)
+            connection.close()
+            if snap is not None and snap.state != "starting":  # (it answers while it starts)
+                break
+            time.sleep(0.1)
         yield name
     finally:
         proc.terminate()  # SIGTERM: drains (nothing left) and exits

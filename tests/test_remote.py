@@ -87,12 +87,13 @@ def has_counts(proxy: RemoteUploader, done: int) -> bool:
     return proxy.snapshot().files_done == done
 
 
-def attach(name: str = "upload-scope-7", **kwargs: object) -> tuple[RemoteUploader, Recorder]:
+def attach(name: str = "upload-scope-7", start: bool = True, **kwargs: object) -> tuple[RemoteUploader, Recorder]:
     recorder = Recorder()
     connection = ServiceConnection.open(socket_path(name), sink=recorder, **kwargs)  # type: ignore[arg-type]
     connection.start()
     proxy = proxy_for(connection)
-    proxy.start()
+    if start:  # (waits for the first snapshot, and for the service's start to end)
+        proxy.start()
     return proxy, recorder  # type: ignore[return-value]
 
 
@@ -287,12 +288,18 @@ def test_a_starting_service_answers_but_takes_commands_only_once_started(state: 
     host = ServiceHost("upload-scope-7", "upload")
     try:
         host.serve(up, info_for("upload-scope-7"))  # start() not returned yet
-        proxy, _ = attach()
-        assert proxy.snapshot().state == "starting"
+        proxy, _ = attach(start=False)
+        assert proxy.connection.first_snapshot.wait(WAIT_S) and proxy.snapshot().state == "starting"
+        starting = threading.Thread(target=proxy.start)  # as the app's start worker: waits
+        starting.start()
+        time.sleep(0.3)
+        assert starting.is_alive()
         with pytest.raises(OperatorError, match="still starting"):
             proxy.enqueue_file(Path("/data/scope-7/a.bin"))
         up.start()
         host.mark_started()
+        starting.join(WAIT_S)
+        assert not starting.is_alive()
         proxy.pause()
         wait_until(lambda: proxy.snapshot().state == "paused", "the pause once started", WAIT_S)
         # A start that fails is the clients' last news.

@@ -48,8 +48,9 @@ def answering(name: str) -> bool:
         connection = ServiceConnection.open(socket_path(name), events=False, snapshot_every=0, timeout=2)
     except OperatorError:
         return False
+    snap = connection.read_until_snapshot(2)
     connection.sock.close()
-    return True
+    return snap is not None and snap.state != "starting"  # (it answers while it starts)
 
 
 @contextmanager

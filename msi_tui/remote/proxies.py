@@ -34,11 +34,15 @@ class RemoteService:
         self.name = connection.info.name
 
     def start(self) -> None:
-        """Wait for the service's first snapshot (it runs already)."""
+        """Wait for the service's first snapshot and, should it still be starting, for its
+        start to end (the app shows the pane starting meanwhile)."""
         connection = self.connection
         if not connection.first_snapshot.wait(FIRST_SNAPSHOT_S):
             raise OperatorError(f"service {self.name}: no answer in {FIRST_SNAPSHOT_S:g} s"
                                 + (f" ({connection.end_reason})" if connection.ended.is_set() else ""))
+        while self.snapshot().state == "starting":
+            if connection.ended.wait(0.1):
+                raise OperatorError(f"service {self.name}: {connection.end_reason}")
 
     def pause(self) -> None:
         self._command("pause")
