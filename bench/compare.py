@@ -62,8 +62,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -71,6 +73,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
 from roundtrip_memory import GIB, MB, MIB, Child, MemSampler, sha256_of, write_random_file  # noqa: E402
+
 from msi_tui.formatting import plural  # noqa: E402
 
 OMS_VENV = BENCH / ".venv-openmsistream"
@@ -91,7 +94,7 @@ OMS_PRODUCED_LINE = "has been fully produced to the"
 class QuietChild(Child):
     """A Child whose output is kept, not echoed (only warnings, errors and tracebacks are)."""
 
-    def _pump(self, stream, tag: str) -> None:  # noqa: ANN001
+    def _pump(self, stream: IO[str], tag: str) -> None:
         loud = ("ERROR", "WARNING", "Traceback", "Error", "error:")
         for raw in stream:
             line = tag + raw.rstrip("\n")
@@ -125,11 +128,12 @@ class QuietChild(Child):
             time.sleep(0.02)
 
     def quit(self, timeout: float = 60.0) -> None:
-        if self.alive():
+        stdin = self.proc.stdin  # (None: started without one)
+        if self.alive() and stdin is not None:
             try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError, AttributeError):
+                stdin.write("quit\n")
+                stdin.flush()
+            except (BrokenPipeError, OSError):
                 pass
             if not self.wait(timeout):
                 self.kill()
@@ -188,11 +192,12 @@ class Bench:
             for fut in self.admin.delete_topics(self.topics, operation_timeout=30).values():
                 try:
                     fut.result(60)
-                except Exception:  # noqa: BLE001 - best effort
+                except Exception:
                     pass
             self.topics = []
 
-    def spawn(self, name: str, cmd: list[str], env: dict | None = None, stdin: bool = False) -> QuietChild:
+    def spawn(self, name: str, cmd: Sequence[object], env: dict[str, str] | None = None,
+              stdin: bool = False) -> QuietChild:
         # Every run starts with no dirty pages: otherwise the previous run's broker log
         # writeback lands on whoever writes to disk next (the reconstructors, never bare).
         os.sync()
@@ -325,7 +330,8 @@ class Bench:
         folder = self.link_copy(src, "oms")
         child = self.spawn("oms DataFileUploadDirectory",
                            self.oms("DataFileUploadDirectory", folder, "--topic_name", topic, "--chunk_size", cs,
-                                    "--upload_existing", "--logger_stream_level", "debug", "--update_seconds", "100000"),
+                                    "--upload_existing", "--logger_stream_level", "debug",
+                                    "--update_seconds", "100000"),
                            env, stdin=True)
         last = child.wait_lines(OMS_PRODUCED_LINE, many, t)
         return self.result_of(child, last - child.started if last else None, "" if last else child.tail()), topic
@@ -379,7 +385,8 @@ class Bench:
         watched.mkdir(parents=True)
         if tool == MSI:
             rc = self.spawn("msi reconstruct", self.msi("reconstruct", out, "--headless", "--bootstrap", self.bootstrap,
-                                                        "--topic", topic, "--group-id", group, "--update-seconds", "-1"),
+                                                        "--topic", topic, "--group-id", group,
+                                                        "--update-seconds", "-1"),
                             env, stdin=True)
             up = self.spawn("msi upload", self.msi("upload", watched, "--headless", "--bootstrap", self.bootstrap,
                                                    "--topic", topic, "--chunk-size", cs, "--update-seconds", "-1",
@@ -410,7 +417,8 @@ class Bench:
         needle = RECONSTRUCT_LINE if tool == MSI else OMS_DONE_LINE
         timeout = self.args.timeout if tool == MSI else self.args.timeout_oms
         last = rc.wait_lines(needle, len(files), timeout)
-        res = Result(last - t0 if last else None, None, None, "" if last else f"{rc.count(needle)}/{len(files)} arrived")
+        res = Result(last - t0 if last else None, None, None,
+                     "" if last else f"{rc.count(needle)}/{len(files)} arrived")
         up.quit()
         rc.quit()
         res.peak_mb = max(up.peak_mb, rc.peak_mb)
@@ -446,7 +454,7 @@ class Bench:
         if not lat:
             return Result(None, note=f"no file arrived: {rc.tail()}")
         lat.sort()
-        p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+        p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
         return Result(statistics.median(lat), max(up.peak_mb, rc.peak_mb), None,
                       "" if len(lat) == n else f"{len(lat)}/{n} arrived",
                       {"p95": p95, "n": len(lat), "max": lat[-1]})
@@ -494,7 +502,7 @@ class Bench:
 # --- the bare clients (run as subprocesses of this script) --------------------------------
 
 
-def _config(bootstrap: str):  # noqa: ANN202
+def _config(bootstrap: str):
     from msi_tui.engine.config import ClusterConfig
 
     return ClusterConfig("bench", "bench", {"bootstrap.servers": bootstrap})
@@ -511,7 +519,7 @@ def bare_produce(bootstrap: str, topic: str, cs: int, src: str) -> int:
     producer = Producer(conf)
     errors = []
 
-    def on_delivery(err, _msg) -> None:  # noqa: ANN001
+    def on_delivery(err, _msg) -> None:
         if err is not None:
             errors.append(err)
 
@@ -631,16 +639,18 @@ def best(results: list[Result]) -> Result:
     ok = [r for r in results if r.ok]
     if not ok:
         return results[-1]
-    top = min(ok, key=lambda r: r.seconds)
+    top = min(ok, key=lambda r: r.seconds or 0.0)  # (an ok result has its seconds)
     top.peak_mb = max(r.peak_mb or 0 for r in ok) or None
     return top
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    out = [f"## {title}", "  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    out = [f"## {title}", "  ".join(h.ljust(w) if i < 3 else h.rjust(w)
+                                    for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
     for r in rows:
-        out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=False))))
     text = "\n".join(out)
     print("\n" + text, flush=True)
     return out
@@ -737,8 +747,9 @@ def main(argv: list[str] | None = None) -> int:
         import confluent_kafka
 
         where = f" (log in {broker.home})" if broker is not None else ""
-        head = (f"compare: broker {bootstrap}{where}; msi-tui {_msi_version()}; confluent-kafka {confluent_kafka.__version__} "
-                f"/ librdkafka {confluent_kafka.libversion()[0]}; openmsistream {bench.oms_version}"
+        head = (f"compare: broker {bootstrap}{where}; msi-tui {_msi_version()}; "
+                f"confluent-kafka {confluent_kafka.__version__} / librdkafka {confluent_kafka.libversion()[0]}; "
+                f"openmsistream {bench.oms_version}"
                 f"{'' if bench.with_oms else ' (NOT RUN: ' + (bench.oms_error or '--skip-oms') + ')'}")
         print(head, flush=True)
         report.append(head)
@@ -758,9 +769,11 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(os.urandom(file_bytes))
             print(f"wrote inputs in {time.monotonic() - t:.1f} s", flush=True)
 
-        workloads = [("1 file", big, 0, large_bytes, 1), (f"{args.files} files", many_dir, args.files, many_bytes, args.files)]
+        workloads = [("1 file", big, 0, large_bytes, 1),
+                     (f"{args.files} files", many_dir, args.files, many_bytes, args.files)]
         if parts & {"upload", "reconstruct"}:
-            up_rows, rc_rows = [], []
+            up_rows: list[list[str]] = []
+            rc_rows: list[list[str]] = []
             rc_best: dict[tuple[str, int], tuple[float | None, float | None]] = {}
             for cs in chunks:
                 for wname, src, many, nbytes, nfiles in workloads:
@@ -773,7 +786,8 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"upload {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                             r, topics[tool] = fn(src, many, cs)
                             ups[tool].append(r)
-                            print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}", flush=True)
+                            print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}",
+                                  flush=True)
                         if "reconstruct" in parts:
                             for tool in in_turn(rc_tools, rep):
                                 print(f"reconstruct {wname} {cs} B chunks: {tool} (run {rep + 1})", flush=True)
@@ -784,7 +798,8 @@ def main(argv: list[str] | None = None) -> int:
                                 else:
                                     r = bench.reconstruct_oms(topics[OMS], nfiles)
                                 rcs[tool].append(r)
-                                print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}", flush=True)
+                                print(f"  -> {f(r.seconds, '.1f')} s, {f(mbps(nbytes, r), '.1f')} MB/s {r.note}",
+                                      flush=True)
                         bench.drop_topics()
                     for rows, res in ((up_rows, ups), (rc_rows, rcs)):
                         if not any(res.values()) or not res[MSI]:
@@ -799,10 +814,11 @@ def main(argv: list[str] | None = None) -> int:
                                          ratio(mbps(nbytes, b[MSI]), mbps(nbytes, r)) if tool != MSI else "     - ",
                                          f(r.peak_mb, "7.0f"), f(r.cpu_s, "6.1f"), r.note[:60]])
             hdr = ["workload", "chunk B", "tool", "seconds", "MB/s", "of bare", "msi vs it", "peak MB", "CPU s", "note"]
-            report += print_table(f"upload (large {args.size_mib} MiB; many {args.files} x {args.file_mib:g} MiB)", hdr, up_rows)
+            report += print_table(f"upload (large {args.size_mib} MiB; many {args.files} x {args.file_mib:g} MiB)",
+                                  hdr, up_rows)
             if rc_rows:
-                report += print_table("reconstruct (bare and bare+write read msi-tui's records; openmsistream reads its own)",
-                                      hdr, rc_rows)
+                report += print_table("reconstruct (bare and bare+write read msi-tui's records; openmsistream reads "
+                                      "its own)", hdr, rc_rows)
                 lines = [disk_floor(run_dir / "disk-floor.bin", large_bytes)]
                 for wname, _src, many, nbytes, nfiles in workloads:
                     floor_s, text = files_floor(run_dir / f"files-floor-{nfiles}", nfiles, nbytes // nfiles,
@@ -817,20 +833,21 @@ def main(argv: list[str] | None = None) -> int:
         if "e2e" in parts:
             rows = []
             for cs in chunks:
-                res = {}
+                e2e_best: dict[str, Result] = {}
                 for tool in [t for t in tools if t != BARE]:
-                    runs = []
+                    runs: list[Result] = []
                     for rep in range(runs_of(tool)):
                         print(f"e2e {args.files} files {cs} B chunks: {tool} (run {rep + 1})", flush=True)
                         r = bench.e2e(tool, many_dir, cs)
                         print(f"  -> {f(r.seconds, '.1f')} s {r.note}", flush=True)
                         runs.append(r)
                         bench.drop_topics()
-                    res[tool] = best(runs)
-                for tool, r in res.items():
+                    e2e_best[tool] = best(runs)
+                for tool, r in e2e_best.items():
                     rows.append([f"{args.files} x {args.file_mib:g} MiB", str(cs), tool, f(r.seconds, "7.1f"),
                                  f(mbps(many_bytes, r), "8.1f"),
-                                 ratio(mbps(many_bytes, res[MSI]), mbps(many_bytes, r)) if tool != MSI else "     - ",
+                                 ratio(mbps(many_bytes, e2e_best[MSI]), mbps(many_bytes, r)) if tool != MSI
+                                 else "     - ",
                                  f(r.extra.get("up_peak"), "7.0f"), f(r.extra.get("rc_peak"), "7.0f"),
                                  f(r.extra.get("copy_s"), "5.1f"), r.note[:60]])
             report += print_table("end to end (first file copied in -> last file reconstructed)",
@@ -912,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         if bench is not None:
             for child in bench.children:
                 child.kill()
-            bench.admin = None  # closes its connections before the broker goes away
+            del bench.admin  # closes its connections before the broker goes away
         if broker is not None:
             broker.stop()
             if own_home and not args.keep and not broker.home.is_relative_to(run_dir):
@@ -1054,7 +1071,7 @@ def _msi_version() -> str:
         import importlib.metadata as m
 
         return m.version("msi-tui")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "?"
 
 
@@ -1062,7 +1079,8 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bare-produce":
         sys.exit(bare_produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
     if len(sys.argv) > 1 and sys.argv[1] == "_warm-up":
-        sys.exit(warm_up_broker(sys.argv[2]))
+        warm_up_broker(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "_bare-consume":
         sys.exit(bare_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), *sys.argv[6:7]))
     sys.exit(main())

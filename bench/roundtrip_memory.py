@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from msi_tui.broker.local import LocalBroker
@@ -153,7 +153,7 @@ class Child:
     _readers: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def spawn(cls, name: str, cmd: list[str], env: dict[str, str], stdin: int) -> Child:
+    def spawn(cls, name: str, cmd: list[str], env: dict[str, str], stdin: int) -> Self:
         proc = subprocess.Popen(
             cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, bufsize=1,

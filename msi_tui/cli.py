@@ -11,12 +11,13 @@ import ctypes
 import gc
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from msi_tui.engine.config import ClusterConfig, load_config
 from msi_tui.engine.reconstruct import Reconstructor
-from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.errors import OperatorError
 from msi_tui.launch import run_app_command
 from msi_tui.logfile import log_to_file
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     uploader = Uploader(config, upload_settings(args, folder), sink)
     start_served(uploader, host, args, config)
     if folder is not None:
-        console.say(f"watching {folder} for files to send to topic {args.topic} at {config.bootstrap}; type check or quit")
+        console.say(f"watching {folder} for files to send to topic {args.topic} at {config.bootstrap}; "
+                    "type check or quit")
         console.run(uploader, args.update_seconds)
     else:
         uploader.enqueue_file(args.file)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import fields
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from msi_tui import __version__
 from msi_tui.engine import digest
@@ -25,7 +26,7 @@ from msi_tui.errors import OperatorError
 
 # One place for every default: the settings classes (the seed programs' defaults).
 _UP = UploadSettings()
-_RE = {f.name: f.default for f in fields(ReconstructSettings)}
+_RE = ReconstructSettings(output_dir=Path())  # (the folder has no default: the command line names it)
 MAX_THREADS = 64  # thousands of threads ran out of file descriptors and went on with dead workers
 
 
@@ -51,7 +52,7 @@ def _power_of_two(text: str) -> int:
     return value
 
 
-def _whole(low: int, high: int | None = None):  # noqa: ANN202
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
     """A whole number from low to high (no upper bound when high is None)."""
     def check(text: str) -> int:
         value = _whole_number(text, "")
@@ -65,7 +66,7 @@ def _whole(low: int, high: int | None = None):  # noqa: ANN202
 _positive = _whole(1)
 
 
-def _seconds_check(ok, wanted: str):  # noqa: ANN001, ANN202
+def _seconds_check(ok: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
     """A finite number of seconds that `ok` accepts; `wanted` says what is accepted."""
     def check(text: str) -> float:
         try:
@@ -111,7 +112,7 @@ def check_chunk_size(chunk_size: int, config: ClusterConfig) -> None:
                             f"or less")
 
 
-def _opt(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:  # noqa: ANN003
+def _opt(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """Add --some-name with its seed spelling --some_name as an alias."""
     flags = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
     parser.add_argument(*flags, dest=name.replace("-", "_"), **kwargs)
@@ -129,7 +130,8 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
     parser.add_argument("--topic", "--topic-name", "--topic_name", dest="topic", default=default(_UP.topic),
                         help=f"Kafka topic the files travel through (default: {_UP.topic})")
     _opt(parser, "n-threads", type=_whole(1, MAX_THREADS), default=default(_UP.n_threads), metavar="N",
-         help=f"parallel threads, 1 to {MAX_THREADS}: files sent at once, or files rebuilt at once (default: {_UP.n_threads})")
+         help=f"parallel threads, 1 to {MAX_THREADS}: files sent at once, or files rebuilt at once "
+              f"(default: {_UP.n_threads})")
     _opt(parser, "partitions", type=_positive, default=default(_UP.partitions), metavar="N",
          help="partitions when the topic has to be created, at least 1 (default: 5)")
 
@@ -230,12 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = commands.add_parser("upload-file", allow_abbrev=False, help="send one file and wait until every chunk is delivered")
+    p = commands.add_parser("upload-file", allow_abbrev=False,
+                            help="send one file and wait until every chunk is delivered")
     p.add_argument("file", type=Path, help="the file to send")
     _common(p)
     _upload_options(p)
 
-    p = commands.add_parser("upload", allow_abbrev=False, help="send every file in a folder tree, and every file added later")
+    p = commands.add_parser("upload", allow_abbrev=False,
+                            help="send every file in a folder tree, and every file added later")
     p.add_argument("folder", type=Path, help="the folder to watch (recursively)")
     _common(p)
     _upload_options(p)
@@ -248,15 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, help="output folder (created when missing)")
     _common(p)
     _update_seconds(p)
-    _opt(p, "group-id", type=_group_id, default=_RE["group_id"], metavar="ID",
+    _opt(p, "group-id", type=_group_id, default=_RE.group_id, metavar="ID",
          help="consumer group; the same id on several machines shares the work (default: %(default)s)")
-    _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default=_RE["on_conflict"],
+    _opt(p, "on-conflict", choices=CONFLICT_POLICIES, default=_RE.on_conflict,
          help="when a different file already has the name: keep-both saves the new one as 'name (2).ext', "
               "rename-old moves the older one there instead; neither ever deletes (default: %(default)s)")
     _opt(p, "buffered-writes", action="store_true",
          help="write rebuilt files through the page cache instead of directly (O_DIRECT): faster on disks "
               "that direct writes, one at a time per thread, do not keep busy (some virtual disks)")
-    _opt(p, "abandon-after", type=_positive_seconds, default=_RE["abandon_after_s"], metavar="S",
+    _opt(p, "abandon-after", type=_positive_seconds, default=_RE.abandon_after_s, metavar="S",
          help="end an upload whose records stopped while its partition moved on for S seconds of record "
               "time (its uploader is gone); its staged file goes and its offset is released (default: %(default)g)")
     _opt(p, "by-source", action="store_true",
@@ -276,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="run the local Apache Kafka broker (or a local cluster with --nodes 3)")
     p.add_argument("action", choices=("start", "stop", "status"))
     _opt(p, "port", type=_positive, default=9092,
-         help="listener port; with --nodes N the brokers use PORT..PORT+N-1 and the controller the next (default: %(default)s)")
+         help="listener port; with --nodes N the brokers use PORT..PORT+N-1 and the controller the next "
+              "(default: %(default)s)")
     _opt(p, "nodes", type=_positive, default=None, metavar="N",
          help="start N brokers plus a dedicated controller, replication min(3, N) (default: 1); "
               "stop and status without it act on whichever is running")
@@ -286,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def upload_settings(args: argparse.Namespace, folder: Path | None) -> UploadSettings:
     """UploadSettings from parsed options (watch options only exist for `upload`)."""
-    given = lambda name: getattr(args, name, getattr(_UP, name))  # noqa: E731
+    given = lambda name: getattr(args, name, getattr(_UP, name))
     return UploadSettings(
         topic=args.topic, n_threads=args.n_threads, chunk_size=given("chunk_size"),
         queue_max_size=given("queue_max_size"), partitions=args.partitions, folder=folder,
@@ -310,13 +315,14 @@ def _cleanup(words: list[str]) -> Cleanup:
     raise OperatorError(f"--after-verified takes keep, move DIR or delete (got {' '.join(words)!r})")
 
 
-def reconstruct_settings(args: argparse.Namespace, output_dir: Path, group_id: str | None = None) -> ReconstructSettings:
+def reconstruct_settings(args: argparse.Namespace, output_dir: Path,
+                         group_id: str | None = None) -> ReconstructSettings:
     """ReconstructSettings from parsed options."""
     return ReconstructSettings(
         output_dir=output_dir, topic=args.topic, n_threads=args.n_threads,
         group_id=group_id or args.group_id, partitions=args.partitions,
-        on_conflict=getattr(args, "on_conflict", _RE["on_conflict"]),
+        on_conflict=getattr(args, "on_conflict", _RE.on_conflict),
         direct_writes=not getattr(args, "buffered_writes", False),
-        abandon_after_s=getattr(args, "abandon_after", _RE["abandon_after_s"]),
+        abandon_after_s=getattr(args, "abandon_after", _RE.abandon_after_s),
         by_source=getattr(args, "by_source", False),
     )

@@ -11,14 +11,21 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message, Producer
 
 from msi_tui.engine import wire
+from msi_tui.engine.assembly import DiskWriter
+from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
-from msi_tui.engine.digest import new_hasher
+from msi_tui.engine.digest import Algorithm, new_hasher
 from msi_tui.engine.events import Event
+from msi_tui.engine.rebuild import Rebuilder
+from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -52,11 +59,11 @@ class Background:
 
     def __init__(self, *args: str, log: Path) -> None:
         self.log_path = log
-        self._log = open(log, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "msi_tui", *args],
-            stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT, text=True,
-        )
+        with open(log, "w") as out:  # (the process writes to its own copy)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "msi_tui", *args],
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -69,23 +76,19 @@ class Background:
     def quit(self, timeout: float = 120) -> int:
         if self.proc.poll() is None:
             self.type("quit")
-        code = self.proc.wait(timeout)
-        self._log.close()
-        return code
+        return self.proc.wait(timeout)
 
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(30)
-        self._log.close()
 
-    def __enter__(self) -> "Background":
+    def __enter__(self) -> Background:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
-        self._log.close()
 
 
 def digest_of(data: bytes, algorithm: str = DEFAULT_DIGEST) -> str:
@@ -179,20 +182,23 @@ class Recorder:
         return [e.path for e in self.of(kind)]
 
 
-def upload_records(data: bytes, path: str, chunk: int, algorithm: str = DEFAULT_DIGEST, uid: str | None = None,
-                   partition: int = 0, digest: str | None = None, first_offset: int = 0) -> list[FakeMessage]:
+def upload_records(data: bytes, path: str, chunk: int, algorithm: Algorithm = DEFAULT_DIGEST,
+                   uid: str | None = None, partition: int = 0, digest: str | None = None, first_offset: int = 0,
+                   timestamp_ms: int = 0) -> list[Message]:
     """One upload's records as the uploader sends them, offsets from `first_offset`
-    (`digest`: the one the end record claims, when not the data's own)."""
+    (`digest`: the one the end record claims, when not the data's own; `timestamp_ms`: their
+    append time)."""
     uid = uid or uuid.uuid4().hex
-    common = wire.file_headers(uid, path, len(data), chunk, algorithm)  # type: ignore[arg-type]
+    common = wire.file_headers(uid, path, len(data), chunk, algorithm)
     count = wire.chunk_count(len(data), chunk)
-    msgs = [FakeMessage(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), first_offset + i, uid,
-                        partition) for i in range(count)]
+    msgs = [consumed(data[i * chunk:(i + 1) * chunk], wire.chunk_headers(common, i), first_offset + i, uid,
+                     partition, timestamp_ms) for i in range(count)]
     end = wire.end_headers(common, digest or digest_of(data, algorithm))
-    return [*msgs, FakeMessage(b"", end, first_offset + count, uid, partition)]
+    return [*msgs, consumed(b"", end, first_offset + count, uid, partition, timestamp_ms)]
 
 
-def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, digest: str | None = None) -> str:  # noqa: ANN001
+def send_file(producer: Producer, topic: str, path: str, data: bytes, chunk: int = 16384,
+              digest: str | None = None) -> str:
     """Produce one file's records in our format straight from a Producer; returns its upload id."""
     uid = uuid.uuid4().hex
     for msg in upload_records(data, path, chunk, uid=uid, digest=digest):
@@ -200,37 +206,38 @@ def send_file(producer, topic: str, path: str, data: bytes, chunk: int = 16384, 
     return uid
 
 
-def own(service, partition: int = 0, generation: int = 1, committed: int | None = None) -> None:  # noqa: ANN001
+def own(service: Reconstructor, partition: int = 0, generation: int = 1, committed: int | None = None) -> None:
     """Make a Reconstructor act as if the group had just assigned it `partition`."""
     service.ctx.owned[partition] = generation
     service.ctx.ledger.assign(partition, committed)
 
 
-def prepared_reconstructor(out: Path, **settings: object):  # noqa: ANN201
-    """A Reconstructor that was not started, owning partition 0, its events in `.recorder`."""
-    from msi_tui.engine.config import ClusterConfig
-    from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+class PreparedReconstructor(Reconstructor):
+    """A Reconstructor that was not started, owning partition 0, its events in `recorder`
+    (the service itself keeps a guarded sink)."""
 
-    recorder = Recorder()
-    service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
-                            ReconstructSettings(output_dir=out, **settings), recorder)  # type: ignore[arg-type]
-    service.recorder = recorder  # type: ignore[attr-defined]  # (the service keeps a guarded sink)
-    service.output.prepare()
-    own(service, 0, 1)
-    return service
+    def __init__(self, out: Path, **settings: Any) -> None:
+        self.recorder = Recorder()
+        super().__init__(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
+                         ReconstructSettings(output_dir=out, **settings), self.recorder)
+        self.output.prepare()
+        own(self, 0, 1)
+
+
+def prepared_reconstructor(out: Path, **settings: Any) -> PreparedReconstructor:
+    return PreparedReconstructor(out, **settings)
 
 
 @contextmanager
-def reconstructing(bootstrap: str, topic: str, out: Path, **settings: object) -> Iterator[Recorder]:
+def reconstructing(bootstrap: str, topic: str, out: Path, **settings: Any) -> Iterator[Recorder]:
     """An in-process reconstructor (one thread, group g-TOPIC) running while the block runs;
     yields the recorder of its events."""
     from msi_tui.engine.config import load_config
-    from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
 
     events = Recorder()
     service = Reconstructor(load_config(bootstrap=bootstrap),
                             ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
-                                                partitions=1, **settings), events)  # type: ignore[arg-type]
+                                                partitions=1, **settings), events)
     service.start()
     try:
         yield events
@@ -239,43 +246,25 @@ def reconstructing(bootstrap: str, topic: str, out: Path, **settings: object) ->
         assert service.wait_stopped(60)
 
 
-def new_rebuilder(service):  # noqa: ANN001, ANN201
+def new_rebuilder(service: Reconstructor) -> Rebuilder:
     """A rebuilding thread's worker for a Reconstructor that was not started."""
-    from msi_tui.engine.assembly import DiskWriter
-    from msi_tui.engine.rebuild import Rebuilder
-
     return Rebuilder(service.ctx, wire.decoder(service.settings.max_file_size), DiskWriter("test-write"))
 
 
-class FakeMessage:
-    """Just what the reconstructor reads from a confluent_kafka Message."""
+def consumed(value: bytes | None, headers: wire.ReadHeaders | None, offset: int, key: bytes | str | None = None,
+             partition: int = 0, timestamp_ms: int = 0) -> Message:
+    """A record as a consumer returns it (its timestamp the broker's append time, in ms)."""
+    listed: list[tuple[str, str | bytes | None]] | None = None if headers is None else [*headers]
+    return Message(topic="t", partition=partition, offset=offset,
+                   key=key.encode() if isinstance(key, str) else key, value=value, headers=listed,
+                   timestamp=(TIMESTAMP_LOG_APPEND_TIME, timestamp_ms))
 
-    def __init__(self, value: bytes | None, headers, offset: int, key: bytes | str | None = None,  # noqa: ANN001
-                 partition: int = 0, timestamp_ms: int = 0) -> None:
-        self._value, self._headers, self._offset, self._partition = value, headers, offset, partition
-        self._key = key.encode() if isinstance(key, str) else key
-        self._timestamp = timestamp_ms
 
-    def timestamp(self) -> tuple[int, int]:
-        return (2, self._timestamp)  # (TIMESTAMP_LOG_APPEND_TIME, ms)
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def headers(self):  # noqa: ANN201
-        return self._headers
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def error(self) -> None:
-        return None
+def upload_id_of(msg: Message) -> str:
+    """The upload id a record's key carries."""
+    key = msg.key()
+    assert key is not None
+    return key.decode()
 
 
 def pages_in_memory(path: Path, start: int = 0, end: int | None = None) -> int:

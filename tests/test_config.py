@@ -84,5 +84,6 @@ def test_a_config_cannot_turn_off_what_keeps_an_upload_in_order() -> None:
     config = ClusterConfig("c", "c", {"bootstrap.servers": "b:9092"},
                            producer={"enable.idempotence": "false", "acks": "1", "linger.ms": "5"})
     producer = producer_settings(config, 16384, 3000)
-    assert (producer["enable.idempotence"], producer["acks"], producer["enable.gapless.guarantee"]) == (True, "all", True)
+    in_order = (producer["enable.idempotence"], producer["acks"], producer["enable.gapless.guarantee"])
+    assert in_order == (True, "all", True)
     assert producer["linger.ms"] == "5"  # the rest is the operator's to tune

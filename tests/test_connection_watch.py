@@ -4,12 +4,14 @@ a broker (seen in the client's statistics) is said once and shown within a stati
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 from confluent_kafka import KafkaError
 
 from msi_tui.engine.events import Notice
 from msi_tui.engine.kafka_clients import STATS_INTERVAL_MS, ConnectionWatch
-from msi_tui.engine.stats import ReconstructStats
+from msi_tui.engine.stats import ReconstructStats, UploadStats
 from tests.helpers import Recorder
 
 
@@ -50,22 +52,20 @@ class Answers:
         return object()
 
 
-def test_a_producer_probes_for_the_brokers_only_during_an_outage(monkeypatch) -> None:  # noqa: ANN001
-    import msi_tui.engine.kafka_clients as kc
-    from msi_tui.engine.stats import UploadStats
+def test_a_producer_probes_for_the_brokers_only_during_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
     stats, sink, client = UploadStats(), Recorder(), Answers()
     stats.connection = "connected"
     watch = ConnectionWatch(stats, sink, "chunks wait and are retried")
     assert "statistics.interval.ms" not in watch.client_settings(statistics=False)  # (it would count in len())
-    watch.probe(client)  # type: ignore[arg-type]
+    watch.probe(client)
     assert client.asked == 0
     watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"))
     clock = [100.0]
-    monkeypatch.setattr(kc.time, "monotonic", lambda: clock[0])
-    watch.probe(client)  # type: ignore[arg-type]
-    watch.probe(client)  # type: ignore[arg-type]  (within the interval: not asked again)
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    watch.probe(client)
+    watch.probe(client)  # (within the interval: not asked again)
     assert (client.asked, stats.connection) == (1, "unreachable")
     client.up, clock[0] = True, 101.5
-    watch.probe(client)  # type: ignore[arg-type]
+    watch.probe(client)
     assert (client.asked, stats.connection) == (2, "connected")
     assert [n.message for n in sink.of(Notice)][-1] == "Kafka is reachable again"

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileReconstructed, Notice
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
 from tests.helpers import Recorder, send_file, wait_until
 
 pytestmark = pytest.mark.kafka

@@ -43,15 +43,18 @@ def test_folder_tree_round_trips_byte_for_byte(kafka_bootstrap: str, topic: str,
     make_sample_tree(src)
     expected = tree(src)
     assert len(expected) >= 50
-    with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "5"), log=tmp_path / "r.log") as rec, \
-         Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
+    reconstructor = Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "5"),
+                               log=tmp_path / "r.log")
+    with reconstructor as rec, Background(*upload_args(kafka_bootstrap, topic, src), log=tmp_path / "u.log") as up:
         wait_until(lambda: out.is_dir() and tree(out) == expected, "every file rebuilt in OUT", timeout=300, every=1)
         up.type("check")
         wait_until(lambda: f"done {len(expected)}" in up.output(), "check to report every file done")
         rec.type("c")
         wait_until(lambda: f"files completed {len(expected)}" in rec.output(), "check to report every file completed")
         records = sum(chunk_count(p.stat().st_size, 16384) + 1 for p in src.rglob("*") if p.is_file())
-        read = int(re.search(r"messages read (\d+)", rec.output()).group(1))
+        found = re.search(r"messages read (\d+)", rec.output())
+        assert found is not None, rec.output()
+        read = int(found.group(1))
         assert read >= records
         assert up.quit() == 0
         assert rec.quit() == 0
@@ -82,7 +85,8 @@ def test_two_reconstructors_share_the_work_exactly_once(kafka_bootstrap: str, to
     expected = tree(src)
     group = f"g-{topic}"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / name)  # noqa: E731
+    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"),
+                                       log=tmp_path / name)
     with rec(out_a, "a.log") as a, rec(out_b, "b.log") as b:
         def group_stable() -> bool:
             try:
@@ -113,7 +117,7 @@ def test_slowly_written_file_arrives_once_and_complete(kafka_bootstrap: str, top
         wait_until(lambda: "watching" in up.output(), "the uploader to watch")
         slow = src / "slow.trc"
         with open(slow, "wb") as f:
-            for i in range(20):  # 5 s of appends through one open handle, like an instrument
+            for _ in range(20):  # 5 s of appends through one open handle, like an instrument
                 f.write(os.urandom(10_000))
                 f.flush()
                 time.sleep(0.25)  # the pace of the simulated instrument, not a wait for a result
@@ -126,7 +130,8 @@ def test_slowly_written_file_arrives_once_and_complete(kafka_bootstrap: str, top
     assert rec.output().count("reconstructed slow.trc") == 1
 
 
-def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: str, topic: str,
+                                                               tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     for i in range(12):
         write_random(src / f"f{i:02}.bin", 6_000_000 + i, seed=i)
@@ -145,13 +150,15 @@ def test_sigkilled_reconstructor_resumes_without_partial_files(kafka_bootstrap: 
     os.kill(rec.proc.pid, signal.SIGKILL)
     rec.kill()
     assert len(final_files_are_whole()) < len(expected), "the kill came too late to prove anything"
-    with Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r2.log") as rec2:
+    restarted = Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "2"), log=tmp_path / "r2.log")
+    with restarted as rec2:
         wait_until(lambda: final_files_are_whole() == expected, "every file after the restart", every=0.5)
         assert rec2.quit() == 0
     assert tree(out) == expected
 
 
-def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootstrap: str, topic: str,
+                                                                    tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     write_random(src / "big.bin", 300_000_000, seed=7)
     expected = tree(src)
@@ -169,14 +176,16 @@ def test_sigkilled_uploader_withdraws_its_half_sent_file_on_restart(kafka_bootst
     assert tree(out) == expected
 
 
-def test_partition_moving_to_another_process_mid_file_loses_nothing(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+def test_partition_moving_to_another_process_mid_file_loses_nothing(kafka_bootstrap: str, topic: str,
+                                                                    tmp_path: Path) -> None:
     src, out_a, out_b = tmp_path / "src", tmp_path / "a", tmp_path / "b"
     write_random(src / "big.bin", 200_000_000, seed=11)
     for i in range(6):
         write_random(src / f"small_{i}.bin", 100_000 + i, seed=20 + i)
     expected = tree(src)
     upload_everything(kafka_bootstrap, topic, src, len(expected), tmp_path / "u.log")
-    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "1"), log=tmp_path / name)  # noqa: E731
+    rec = lambda out, name: Background(*reconstruct_args(kafka_bootstrap, topic, out, "--n-threads", "1"),
+                                       log=tmp_path / name)
     with rec(out_a, "a.log") as a:
         wait_until(lambda: staged_parts(out_a), "A to be part-way through", every=0.02)
         a.type("pause")  # hold A mid-file, so the hand-over surely happens mid-file

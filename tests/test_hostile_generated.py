@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 
 from msi_tui.engine.config import ClusterConfig
 from msi_tui.engine.events import discard
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
-from tests.helpers import FakeMessage, digest_of, new_rebuilder, own, upload_records, visible
-
+from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
+from tests.helpers import consumed, digest_of, new_rebuilder, own, upload_records, visible
 
 IDS = [uuid.uuid4().hex for _ in range(3)]
 paths = st.one_of(
@@ -73,7 +72,7 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
 
     @settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(batch=records)
-    def feed(batch) -> None:  # noqa: ANN001
+    def feed(batch) -> None:
         nonlocal cases
         cases += 1
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
@@ -82,7 +81,7 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         own(service, 0, 1)
         worker = new_rebuilder(service)
         # (A record claiming partition 1 is one that names an upload of another partition.)
-        messages = [FakeMessage(value, headers, offset, key, partition)
+        messages = [consumed(value, headers, offset, key, partition)
                     for offset, (headers, value, key, partition) in enumerate(batch)]
         worker.apply(0, 1, messages)
         for assembly in list(service.ctx.assemblies.values()):
@@ -138,7 +137,7 @@ def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_pat
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(hostile=hostile_chunks)
-    def feed(hostile) -> None:  # noqa: ANN001
+    def feed(hostile) -> None:
         nonlocal published
         out = tmp_path / uuid.uuid4().hex
         service = Reconstructor(ClusterConfig("t", "t", {"bootstrap.servers": "127.0.0.1:1"}),
@@ -149,7 +148,7 @@ def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_pat
         msgs = upload_records(data, "f.bin", CHUNK)
         uid = msgs[0].key()
         for headers, value, at in sorted(hostile, key=lambda h: -h[2]):
-            msgs.insert(at, FakeMessage(value, headers, 0, uid))
+            msgs.insert(at, consumed(value, headers, 0, uid))
         worker.apply(0, 1, msgs)
         worker.writer.close()
         if (out / "f.bin").exists():

@@ -13,19 +13,20 @@ from confluent_kafka import Producer
 from msi_tui.engine import wire
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileKeptBoth, FileQuarantined, FileReconstructed, RecordRejected
-from msi_tui.engine.reconstruct import ReconstructSettings, Reconstructor
+from msi_tui.engine.kafka_records import produced
+from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
 from tests.helpers import Recorder, send_file, tree, wait_until
 
 pytestmark = pytest.mark.kafka
 
 
-def raw(producer: Producer, topic: str, value: bytes, headers) -> None:  # noqa: ANN001
-    producer.produce(topic, value, uuid.uuid4().hex, headers=headers)
+def raw(producer: Producer, topic: str, value: bytes, headers: wire.Headers | None) -> None:
+    producer.produce(topic, value, uuid.uuid4().hex, headers=None if headers is None else produced(headers))
 
 
-def crafted(path: str, size: int = 10, **override: bytes) -> wire.Headers:
+def crafted(path: str, size: int = 10, override: dict[str, bytes] | None = None) -> wire.Headers:
     h = dict(wire.chunk_headers(wire.file_headers(uuid.uuid4().hex, path, size, 16384), 0))
-    h.update(override)
+    h.update(override or {})
     return list(h.items())
 
 
@@ -55,14 +56,15 @@ def test_hostile_records_are_refused_and_good_files_still_arrive(
     hostile = [
         (b"hello", None),  # not ours: no headers
         (b"hello", [("content-type", b"text/plain")]),  # not ours: foreign headers
-        (b"x" * 10, crafted("v.txt", **{"msi.v": b"99"})),  # unknown version
+        (b"x" * 10, crafted("v.txt", override={"msi.v": b"99"})),  # unknown version
         (b"x" * 5, crafted("short.txt", size=10)),  # truncated chunk
         (b"x" * 10, crafted(str(abs_target))),  # absolute path
         (b"x" * 10, crafted("../escape.txt")),  # parent traversal
         (b"x" * 10, crafted("a/../../escape2.txt")),
         (b"x" * 10, crafted("nul\x00.txt")),
         (b"x" * 10, crafted("C:/windows.txt")),
-        (b"x" * 10, crafted("huge.bin", size=10, **{"msi.size": str(1 << 50).encode(), "msi.count": str((1 << 50) // 16384).encode()})),
+        (b"x" * 10, crafted("huge.bin", size=10, override={"msi.size": str(1 << 50).encode(),
+                                                          "msi.count": str((1 << 50) // 16384).encode()})),
     ]
     for value, headers in hostile:
         raw(producer, topic, value, headers)
@@ -78,7 +80,8 @@ def test_hostile_records_are_refused_and_good_files_still_arrive(
     wait_until(lambda: len(sink.of(FileQuarantined)) >= 2, "the symlinked and corrupt files quarantined")
     assert len(sink.of(RecordRejected)) == len(hostile)
     reasons = " | ".join(e.reason for e in sink.of(RecordRejected))
-    for expected in ("no headers", "not an msi-tui record", "version", "expected 10", "absolute", "forbidden part", "control character", "drive letter", "over the limit"):
+    for expected in ("no headers", "not an msi-tui record", "version", "expected 10", "absolute", "forbidden part",
+                     "control character", "drive letter", "over the limit"):
         assert expected in reasons
     files = {p: d for p, d in tree(out).items() if not p.startswith(".msi-tui-quarantine/")}
     assert files["good/file.bin"] == hashlib.sha256(good).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 from msi_tui import logfile
 
 
-def test_repeats_are_counted_and_the_file_rotates(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_repeats_are_counted_and_the_file_rotates(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(logfile, "MAX_BYTES", 2000)
     logfile.log_to_file(tmp_path / "msi-tui.log")
     log = logging.getLogger("msi_tui.kafka")

@@ -11,7 +11,7 @@ from msi_tui.broker.local import free_port
 from tests.helpers import cli
 
 
-def assert_clean_error(result, *fragments: str) -> str:  # noqa: ANN001
+def assert_clean_error(result, *fragments: str) -> str:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     err = result.stderr.strip()
@@ -59,7 +59,8 @@ def test_unreachable_broker_fails_within_15_seconds(tmp_path: Path) -> None:
 
 
 def test_unreachable_broker_for_reconstruct(tmp_path: Path) -> None:
-    result = cli("reconstruct", str(tmp_path / "out"), "--headless", "--bootstrap", f"127.0.0.1:{free_port()}", timeout=60)
+    result = cli("reconstruct", str(tmp_path / "out"), "--headless", "--bootstrap", f"127.0.0.1:{free_port()}",
+                 timeout=60)
     assert_clean_error(result, "cannot reach Kafka")
 
 
@@ -73,7 +74,8 @@ def test_unset_variable_in_config_is_named(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_unknown_config_name(tmp_path: Path) -> None:
-    assert_clean_error(cli("reconstruct", str(tmp_path), "--headless", "--config", "no_such_cluster"), "no_such_cluster")
+    result = cli("reconstruct", str(tmp_path), "--headless", "--config", "no_such_cluster")
+    assert_clean_error(result, "no_such_cluster")
 
 
 def test_unknown_option_is_refused() -> None:
@@ -133,7 +135,7 @@ BAD_VALUES = [
 ]
 
 
-def assert_one_line_naming(result, option: str, value: str, *fragments: str) -> None:  # noqa: ANN001
+def assert_one_line_naming(result, option: str, value: str, *fragments: str) -> None:
     err = assert_clean_error(result, *fragments)
     assert len(err.splitlines()) == 1, err
     assert option.replace("_", "-") in err, err
@@ -163,9 +165,9 @@ def test_seed_entry_points_check_options_too(tmp_path: Path) -> None:
 
 
 def test_chunk_size_bound_follows_the_configs_message_max_bytes(tmp_path: Path) -> None:
-    from msi_tui.options import check_chunk_size
     from msi_tui.engine.config import ClusterConfig
     from msi_tui.errors import OperatorError
+    from msi_tui.options import check_chunk_size
 
     config = tmp_path / "small.config"
     config.write_text("[broker]\nbootstrap.servers = 127.0.0.1:1\n[producer]\nmessage.max.bytes = 1000000\n")

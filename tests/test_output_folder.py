@@ -6,10 +6,11 @@ import errno
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from msi_tui.engine.output import QUARANTINE, OutputFolder, Published, Staged
+from msi_tui.engine.output import QUARANTINE, ConflictPolicy, OutputFolder, Published, Staged
 from tests.helpers import pages_in_memory, visible
 
 
@@ -89,14 +90,15 @@ def test_a_batch_interrupted_by_a_full_disk_carries_on_where_it_stopped(
 ) -> None:
     folder = OutputFolder(out)
     files = [staged(folder, f"file {i}".encode(), f"d{i % 2}/f{i}.bin", f"{i:032x}") for i in range(4)]
-    real_link, links = os.link, []
+    real_link = os.link
+    links: list[str] = []
 
-    def link(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def link(*args: Any, **kwargs: Any) -> None:
         if len(links) == 2:
             links.append("failed")
             raise OSError(errno.ENOSPC, "No space left on device")
         links.append(args[1])
-        return real_link(*args, **kwargs)
+        real_link(*args, **kwargs)
 
     monkeypatch.setattr(os, "link", link)
     with pytest.raises(OSError):
@@ -111,7 +113,8 @@ def test_a_batch_interrupted_by_a_full_disk_carries_on_where_it_stopped(
 
 
 @pytest.mark.parametrize("policy", ["keep-both", "rename-old"])
-def test_symlink_planted_at_the_name_is_never_written_through(out: Path, tmp_path: Path, policy: str) -> None:
+def test_symlink_planted_at_the_name_is_never_written_through(out: Path, tmp_path: Path,
+                                                             policy: ConflictPolicy) -> None:
     target = tmp_path / "victim.txt"
     target.write_bytes(b"precious")
     (out / "f.txt").symlink_to(target)

@@ -4,35 +4,48 @@ offset moves, and a file whose publishing fails on a full disk retried, never dr
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import queue
 import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msi_tui.options import build_parser, reconstruct_settings
 from msi_tui.engine import assembly as assembly_module
 from msi_tui.engine import rebuild as rebuild_module
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
+from msi_tui.engine.digest import Algorithm
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
-from msi_tui.engine.reconstruct import Reconstructor
-from tests.helpers import (FakeMessage, digest_of, new_rebuilder, own, pages_in_memory, prepared_reconstructor, staged_parts,
-                           upload_records)
+from msi_tui.engine.kafka_records import headers_of
+from msi_tui.options import build_parser, reconstruct_settings
+from tests.helpers import (
+    PreparedReconstructor,
+    consumed,
+    digest_of,
+    new_rebuilder,
+    own,
+    pages_in_memory,
+    prepared_reconstructor,
+    staged_parts,
+    upload_id_of,
+    upload_records,
+)
 
 CHUNK = 1024
 
 
-def file_records(data: bytes, path: str = "f.bin", algorithm: str = DEFAULT_DIGEST) -> list[FakeMessage]:
+def file_records(data: bytes, path: str = "f.bin", algorithm: Algorithm = DEFAULT_DIGEST) -> list[Message]:
     return upload_records(data, path, CHUNK, algorithm)
 
 
 @pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reconstructor:
+def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PreparedReconstructor:
     monkeypatch.setattr(rebuild_module, "RETRY_AFTER_S", 0.01)
     return prepared_reconstructor(tmp_path / "out")
 
@@ -100,16 +113,16 @@ def test_aligned_runs_bypass_the_page_cache(tmp_path: Path) -> None:
 @pytest.mark.parametrize("handed_over", [False, True])  # True: every run hashed by the writer
 def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             handed_over: bool) -> None:
-    real = assembly_module.fcntl.fcntl
+    real = fcntl.fcntl
     refused = []
 
-    def fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == assembly_module.fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+    def fake_fcntl(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
             refused.append(fd)
             raise OSError(errno.EINVAL, "Invalid argument")
         return real(fd, cmd, arg)
 
-    monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
+    monkeypatch.setattr(fcntl, "fcntl", fake_fcntl)
     monkeypatch.setattr(assembly_module, "O_DIRECT", 0o40000)  # (as on Linux/x86, even where there is none)
     content = os.urandom(40 * CHUNK)
     a = staged_assembly(tmp_path / "staged", content)
@@ -130,7 +143,7 @@ def test_direct_writes_cope_with_short_writes(tmp_path: Path, monkeypatch: pytes
     real = os.pwrite
     calls = iter(["short", "unaligned"])
 
-    def pwrite(fd: int, data, offset: int) -> int:  # noqa: ANN001
+    def pwrite(fd: int, data, offset: int) -> int:
         how = next(calls, "")
         if how == "short":
             return real(fd, data[:assembly_module.DIRECT_ALIGN], offset)
@@ -139,7 +152,7 @@ def test_direct_writes_cope_with_short_writes(tmp_path: Path, monkeypatch: pytes
             return 100
         return real(fd, data, offset)
 
-    monkeypatch.setattr(assembly_module.os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     content = os.urandom(5 * (1 << 20))
     a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
     try:
@@ -160,12 +173,12 @@ def test_a_failed_handed_over_write_is_written_again(tmp_path: Path, monkeypatch
     real = os.pwrite
     failures = [error, error] if error == errno.ENOSPC else [error]
 
-    def pwrite(fd: int, data, offset: int) -> int:  # noqa: ANN001
+    def pwrite(fd: int, data, offset: int) -> int:
         if failures and offset == 0:  # the first run: by the writer, then again by settle
             raise OSError(failures.pop(), "refused")
         return real(fd, data, offset)
 
-    monkeypatch.setattr(assembly_module.os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     writer = assembly_module.DiskWriter("test-write")
     content = os.urandom(3 << 20)
     a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
@@ -202,7 +215,7 @@ def test_a_large_file_leaves_the_page_cache_step_by_step(tmp_path: Path, monkeyp
         os.close(a.fd)
 
 
-def test_a_batch_hands_its_chunks_over_and_an_unfinished_file_pins_the_offset(service: Reconstructor) -> None:
+def test_a_batch_hands_its_chunks_over_and_an_unfinished_file_pins_the_offset(service: PreparedReconstructor) -> None:
     """The end of a batch does not wait for its writes: the offset it stores cannot pass the
     unfinished file's first record, and what the batch gathered is on its way to the disk."""
     data = os.urandom(5 * CHUNK)
@@ -228,18 +241,19 @@ def test_runs_are_cut_into_buffers_without_losing_or_copying_a_byte(sizes: list[
     assert b"".join(bytes(c) for part in parts for c in part) == b"".join(chunks)
 
 
-def test_a_failed_run_write_is_retried_not_lost(service: Reconstructor, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_write_is_retried_not_lost(service: PreparedReconstructor,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     data = os.urandom(4 * CHUNK)
     msgs = file_records(data)
     real = os.pwritev
     failures = iter([True, True])
 
-    def pwritev(fd: int, buffers, offset: int) -> int:  # noqa: ANN001
+    def pwritev(fd: int, buffers, offset: int) -> int:
         if next(failures, False):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, buffers, offset)
 
-    monkeypatch.setattr(assembly_module.os, "pwritev", pwritev)
+    monkeypatch.setattr(os, "pwritev", pwritev)
     worker = new_rebuilder(service)
     worker.apply(0, 1, msgs[:2])
     worker.apply(0, 1, msgs[2:])
@@ -250,14 +264,14 @@ def test_a_failed_run_write_is_retried_not_lost(service: Reconstructor, monkeypa
 
 
 def test_publishing_on_a_full_disk_is_retried_and_the_file_still_arrives(
-    service: Reconstructor, monkeypatch: pytest.MonkeyPatch
+    service: PreparedReconstructor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = os.urandom(3 * CHUNK + 17)
     msgs = file_records(data)
     real = service.output.publish
     failures = iter([True, True, True])
 
-    def publish(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def publish(*args, **kwargs):
         if next(failures, False):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
@@ -271,7 +285,7 @@ def test_publishing_on_a_full_disk_is_retried_and_the_file_still_arrives(
 
 
 def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
-    service: Reconstructor, monkeypatch: pytest.MonkeyPatch
+    service: PreparedReconstructor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = {f"f{i}.bin": os.urandom(2 * CHUNK + i) for i in range(3)}
     work: queue.SimpleQueue = queue.SimpleQueue()
@@ -284,7 +298,7 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
     work.put(None)
     real, batches = service.output.publish, []
 
-    def publish(staged):  # noqa: ANN001, ANN202
+    def publish(staged):
         batches.append(sorted(s.relpath for s in staged))
         return real(staged)
 
@@ -299,12 +313,12 @@ def test_what_is_queued_for_a_partition_is_applied_and_published_as_one_batch(
 
 @pytest.mark.parametrize("chunk", [CHUNK, 128 << 10])  # hashed joined / one by one (hash_chunks)
 @pytest.mark.parametrize(("algorithm", "name"), [("xxh128", "XXH3-128"), ("sha256", "SHA-256")])
-def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, algorithm: str, name: str,
+def test_each_format_is_verified_with_its_own_digest(service: PreparedReconstructor, algorithm: Algorithm, name: str,
                                                      chunk: int) -> None:
     data = os.urandom(3 * chunk + 5)
     good = upload_records(data, "good.bin", chunk, algorithm)
     bad = upload_records(data, "bad.bin", chunk, algorithm)
-    bad[1] = FakeMessage(bytes(chunk), bad[1].headers(), 1, bad[1].key())  # a chunk that changed on the way
+    bad[1] = consumed(bytes(chunk), headers_of(bad[1]), 1, bad[1].key())  # a chunk that changed on the way
     new_rebuilder(service).apply(0, 1, good + bad)
     assert (service.output_dir / "good.bin").read_bytes() == data
     assert not (service.output_dir / "bad.bin").exists()
@@ -312,7 +326,7 @@ def test_each_format_is_verified_with_its_own_digest(service: Reconstructor, alg
     assert quarantined.reason == f"{name} does not match what the uploader sent"
 
 
-def test_chunks_whose_first_chunk_was_not_read_are_refused_and_reported_once(service: Reconstructor) -> None:
+def test_chunks_whose_first_chunk_was_not_read_are_refused_and_reported_once(service: PreparedReconstructor) -> None:
     data = os.urandom(6 * CHUNK)
     headless = upload_records(data, "late.bin", CHUNK)[1:]  # reading began after the first chunk
     new_rebuilder(service).apply(0, 1, headless)
@@ -324,29 +338,29 @@ def test_chunks_whose_first_chunk_was_not_read_are_refused_and_reported_once(ser
     assert (service.output_dir / "late.bin").read_bytes() == data
 
 
-def test_a_record_naming_an_upload_of_another_partition_is_refused(service: Reconstructor) -> None:
+def test_a_record_naming_an_upload_of_another_partition_is_refused(service: PreparedReconstructor) -> None:
     data = os.urandom(4 * CHUNK)
     msgs = upload_records(data, "p0.bin", CHUNK)
     new_rebuilder(service).apply(0, 1, msgs[:2])
     own(service, 1, 2)
-    stray = FakeMessage(bytes(CHUNK), msgs[2].headers(), 7, msgs[2].key(), partition=1)
-    every_header = wire.file_headers(msgs[0].key().decode(), "p0.bin", len(data), CHUNK) + [
-        ("msi.kind", b"chunk"), ("msi.index", b"2")]
-    stray_full = FakeMessage(bytes(CHUNK), every_header, 8, partition=1)
+    stray = consumed(bytes(CHUNK), headers_of(msgs[2]), 7, msgs[2].key(), partition=1)
+    every_header = [*wire.file_headers(upload_id_of(msgs[0]), "p0.bin", len(data), CHUNK),
+                    ("msi.kind", b"chunk"), ("msi.index", b"2")]
+    stray_full = consumed(bytes(CHUNK), every_header, 8, partition=1)
     new_rebuilder(service).apply(1, 2, [stray, stray_full])
     assert [e.offset for e in service.recorder.of(RecordRejected)] == [7, 8]
     new_rebuilder(service).apply(0, 1, msgs[2:])
     assert (service.output_dir / "p0.bin").read_bytes() == data
 
 
-def test_a_chunk_past_the_end_of_its_file_is_refused(service: Reconstructor) -> None:
+def test_a_chunk_past_the_end_of_its_file_is_refused(service: PreparedReconstructor) -> None:
     """A chunk after the first names only its index: one past the last chunk, with the last chunk's
     length, was once written beyond the file, which was then published longer than sent."""
     data = os.urandom(3 * CHUNK + 5)
     msgs = upload_records(data, "end.bin", CHUNK)
-    past = FakeMessage(b"x" * 5, wire.chunk_headers(wire.file_headers(msgs[0].key().decode(), "end.bin", len(data),
+    past = consumed(b"x" * 5, wire.chunk_headers(wire.file_headers(upload_id_of(msgs[0]), "end.bin", len(data),
                                                                       CHUNK), 7), 9, msgs[0].key())
-    assert len(past.headers()) == 3
+    assert len(headers_of(past) or ()) == 3
     new_rebuilder(service).apply(0, 1, [msgs[0], past, *msgs[1:]])
     [rejected] = service.recorder.of(RecordRejected)
     assert rejected.offset == 9 and rejected.reason == "chunk index 7 out of range (count 4)"
@@ -359,15 +373,15 @@ def test_buffered_writes_leave_o_direct_off(tmp_path: Path, monkeypatch: pytest.
     chosen = reconstruct_settings(args, tmp_path / "out")
     assert not chosen.direct_writes
     assert reconstruct_settings(build_parser().parse_args(["reconstruct", "x"]), tmp_path / "out").direct_writes
-    real = assembly_module.fcntl.fcntl
+    real = fcntl.fcntl
     asked = []
 
-    def fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == assembly_module.fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+    def fake_fcntl(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
             asked.append(fd)
         return real(fd, cmd, arg)
 
-    monkeypatch.setattr(assembly_module.fcntl, "fcntl", fcntl)
+    monkeypatch.setattr(fcntl, "fcntl", fake_fcntl)
     service = prepared_reconstructor(chosen.output_dir, direct_writes=chosen.direct_writes)
     data = os.urandom(3 << 20)
     new_rebuilder(service).apply(0, 1, upload_records(data, "b.bin", CHUNK))

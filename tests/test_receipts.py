@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from msi_tui.engine import wire
+from msi_tui.engine.kafka_records import produced
 from msi_tui.engine.receipts import Receipt
 from tests.helpers import Background, send_file, tree, wait_until
 
@@ -40,7 +41,7 @@ def receipts(bootstrap: str, topic: str) -> list[dict]:
                     ended = True
                 else:
                     assert dict(msg.headers() or []).get("msi.receipt") == b"1"
-                    found.append(json.loads(msg.value()))
+                    found.append(json.loads(msg.value() or b""))
     finally:
         consumer.close()
     return found
@@ -55,7 +56,7 @@ def test_a_member_that_takes_over_skips_what_the_killed_one_published(kafka_boot
     # record, so everything after it is read again by the next owner.
     pin = uuid.uuid4().hex
     common = wire.file_headers(pin, "pinned.bin", 3 * 16384, 16384)
-    producer.produce(topic, os.urandom(16384), pin, headers=wire.chunk_headers(common, 0))
+    producer.produce(topic, os.urandom(16384), pin, headers=produced(wire.chunk_headers(common, 0)))
     sent = {f"f{i:03}.bin": os.urandom(1000 + i) for i in range(FILES)}
     for name, data in sent.items():
         send_file(producer, topic, name, data)

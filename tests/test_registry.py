@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
 import sqlite3
+from pathlib import Path
 
 from msi_tui.engine.events import Notice
 from msi_tui.engine.registry import Registry

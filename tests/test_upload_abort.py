@@ -7,15 +7,14 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from msi_tui.engine import upload as upload_module
-from msi_tui.engine import upload_job
-from msi_tui.engine import wire
+from msi_tui.engine import upload_job, wire
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import (
     FileReconstructed,
@@ -25,7 +24,9 @@ from msi_tui.engine.events import (
     Notice,
     UploadNotRebuilt,
 )
-from msi_tui.engine.upload import UploadSettings, Uploader
+from msi_tui.engine.kafka_records import headers_of, offset_of
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from tests.helpers import Background, Recorder, cli, reconstructing, visible, wait_until, write_random
 
 pytestmark = pytest.mark.kafka
@@ -51,10 +52,10 @@ class TopicReader:
     def read(self) -> list[Rec]:
         for msg in self.consumer.consume(1000, 0.2):
             assert msg.error() is None, msg.error()
-            headers = list(msg.headers() or [])
+            headers = [(name, value or b"") for name, value in headers_of(msg) or ()]
             kind = dict(headers).get("msi.kind", b"chunk").decode()  # later chunks carry only their index
             self.records.append(Rec(kind, (msg.key() or b"").decode(), headers))
-            self.position = msg.offset() + 1
+            self.position = offset_of(msg) + 1
         return self.records
 
     def read_all(self) -> list[Rec]:
@@ -80,7 +81,7 @@ class TopicReader:
 
 
 @pytest.fixture
-def reader(kafka_bootstrap: str, topic: str):  # noqa: ANN201
+def reader(kafka_bootstrap: str, topic: str):
     make_topic(kafka_bootstrap, topic)
     reader = TopicReader(kafka_bootstrap, topic)
     yield reader
@@ -99,7 +100,8 @@ def set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
     admin.incremental_alter_configs([resource])[resource].result(timeout=30)
 
 
-def start_uploader(bootstrap: str, topic: str, sink: Recorder, folder: Path | None = None, **settings) -> Uploader:  # noqa: ANN003
+def start_uploader(bootstrap: str, topic: str, sink: Recorder, folder: Path | None = None,
+                   **settings: Any) -> Uploader:
     uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, **settings), sink)
     uploader.start()
     return uploader
@@ -151,9 +153,11 @@ def test_an_upload_left_by_a_killed_uploader_is_withdrawn_once_at_the_next_start
     big, small = tmp_path / "big.bin", tmp_path / "small.bin"
     write_random(big, 16 << 20, seed=2)
     write_random(small, 1000, seed=3)
-    with Background(*cli_upload(kafka_bootstrap, topic, big, "--queue-max-size", "1"), log=tmp_path / "killed.log") as up:
+    killed = Background(*cli_upload(kafka_bootstrap, topic, big, "--queue-max-size", "1"), log=tmp_path / "killed.log")
+    with killed as up:
         first = reader.wait_for("chunk", path="big.bin")
-        wait_until(lambda: reader.read() and reader.count("chunk", first.upload_id) >= 3, "its first chunks in the topic")
+        wait_until(lambda: reader.read() and reader.count("chunk", first.upload_id) >= 3,
+                   "its first chunks in the topic")
         assert up.proc.poll() is None, up.output()
         up.kill()  # SIGKILL: no abort, no registry update
     assert reader.count("end", first.upload_id) == 0

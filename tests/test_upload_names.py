@@ -21,7 +21,8 @@ from msi_tui.engine.events import (
     RecordRejected,
     UploadNotRebuilt,
 )
-from msi_tui.engine.upload import Uploader, UploadSettings
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from tests.helpers import Recorder, cli, reconstructing, wait_until, write_random
 from tests.test_upload_abort import TopicReader, make_topic
 
@@ -122,7 +123,8 @@ def test_names_a_reconstructor_refuses_fail_once_at_the_uploader_and_later_files
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("name", [b"back\\slash.txt", b"C:notes.txt", b"tab\there.txt"], ids=["backslash", "drive", "tab"])
+@pytest.mark.parametrize("name", [b"back\\slash.txt", b"C:notes.txt", b"tab\there.txt"],
+                         ids=["backslash", "drive", "tab"])
 def test_upload_file_of_a_refused_name_sends_nothing_and_exits_non_zero_with_one_line(
         kafka_bootstrap: str, topic: str, tmp_path: Path, name: bytes) -> None:
     make_topic(kafka_bootstrap, topic)

@@ -9,25 +9,39 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from msi_tui.engine import followup, watch
 from msi_tui.engine.config import load_config
-from msi_tui.engine.events import (FileFailedThere, FileKeptBoth, FileReconstructed, FileUploaded, FileUploadFailed,
-                                   FileUploadStarted, FileVerified, Notice)
+from msi_tui.engine.events import (
+    FileFailedThere,
+    FileKeptBoth,
+    FileReconstructed,
+    FileUploaded,
+    FileUploadFailed,
+    FileUploadStarted,
+    FileVerified,
+    Notice,
+)
 from msi_tui.engine.followup import Cleanup
-from msi_tui.engine.upload import Uploader, UploadSettings
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.paths import state_dir
 from tests.helpers import Recorder, reconstructing, visible, wait_until, write_random
 from tests.test_upload_abort import TopicReader, make_topic
 
 
-def start_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder, **settings: object) -> Uploader:
-    uploader = Uploader(load_config(bootstrap=bootstrap),
-                        UploadSettings(topic=topic, folder=folder, partitions=1, **settings),  # type: ignore[arg-type]
-                        sink)
+def _sent(sink: Recorder, paths: list[str]) -> bool:
+    return sink.paths(FileUploaded) == paths
+
+
+def start_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder, **settings: Any) -> Uploader:
+    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=1,
+                                                                         **settings), sink)
     uploader.start()
     return uploader
 
@@ -157,7 +171,7 @@ def test_two_sources_writing_the_same_path_never_clash_in_silence(kafka_bootstra
                                                                    by_source: bool) -> None:
     make_topic(kafka_bootstrap, topic)
     out = tmp_path / "out"
-    data = {}
+    data: dict[str, bytes] = {}
     for source in ("scope-a", "scope-b"):
         folder = tmp_path / source
         write_random(folder / "run001" / "trace_01.trc", 30_000, seed=len(data))
@@ -165,7 +179,7 @@ def test_two_sources_writing_the_same_path_never_clash_in_silence(kafka_bootstra
         sink = Recorder()
         uploader = start_uploader(kafka_bootstrap, topic, folder, sink, source=source)
         try:
-            wait_until(lambda: sink.paths(FileUploaded) == ["run001/trace_01.trc"], f"{source}'s file sent")
+            wait_until(partial(_sent, sink, ["run001/trace_01.trc"]), f"{source}'s file sent")
         finally:
             stop(uploader)
     with reconstructing(kafka_bootstrap, topic, out, by_source=by_source) as rebuilt:
@@ -196,7 +210,7 @@ def test_the_tree_arrives_like_cp_a_and_an_unreadable_folder_is_reported(
     # where the watcher lists it.
     real_scandir = os.scandir
 
-    def scandir(path):  # noqa: ANN001, ANN202
+    def scandir(path):
         if os.fsdecode(path).endswith("locked"):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)

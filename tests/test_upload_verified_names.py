@@ -13,7 +13,8 @@ from msi_tui.engine import followup
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileVerified
 from msi_tui.engine.followup import Cleanup
-from msi_tui.engine.upload import Uploader, UploadSettings
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.paths import state_dir
 from tests.helpers import Recorder, reconstructing, wait_until
 from tests.test_upload_abort import make_topic

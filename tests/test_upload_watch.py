@@ -5,17 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from watchdog.events import FileSystemEvent
 
+from msi_tui.engine import watch
 from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileUploaded, FileUploadStarted
-from msi_tui.engine.upload import UploadSettings, Uploader
-from msi_tui.engine import watch
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.engine.watch import FileFilter
 from tests.helpers import Recorder, wait_until, write_random
 
 
 def run_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder) -> Uploader:
-    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=2), sink)
+    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=2),
+                        sink)
     uploader.start()
     return uploader
 
@@ -58,7 +61,8 @@ def test_restart_does_not_resend_finished_files(kafka_bootstrap: str, topic: str
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("how", ["moved in from outside", "renamed from a temporary name", "copied in"])
-def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topic: str, tmp_path: Path, how: str) -> None:
+def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topic: str, tmp_path: Path,
+                                                      how: str) -> None:
     folder = tmp_path / "watched"
     folder.mkdir()
     sink = Recorder()
@@ -83,8 +87,12 @@ def test_reading_the_watched_files_raises_no_events(tmp_path: Path, monkeypatch:
     a file sent."""
     heard: list[str] = []
     funnel = watch._Funnel.on_any_event
-    monkeypatch.setattr(watch._Funnel, "on_any_event", lambda self, event: (heard.append(event.event_type),
-                                                                             funnel(self, event)))
+
+    def hear(self: watch._Funnel, event: FileSystemEvent) -> None:
+        heard.append(event.event_type)
+        funnel(self, event)
+
+    monkeypatch.setattr(watch._Funnel, "on_any_event", hear)
     ready: list[str] = []
     watcher = watch.FolderWatcher(tmp_path, lambda _path, rel, _size, _mtime: ready.append(rel), Recorder())
     watcher.start()

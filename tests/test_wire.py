@@ -7,27 +7,30 @@ import uuid
 import pytest
 
 from msi_tui.engine import wire
+from msi_tui.engine.digest import Algorithm
 
 UID = uuid.uuid4().hex
 LIMIT = 1 << 40
 
 
-def headers(path: str = "a/b.trc", size: int = 40000, chunk: int = 16384, **override: bytes) -> wire.Headers:
+def headers(override: dict[str, bytes] | None = None, path: str = "a/b.trc", size: int = 40000,
+            chunk: int = 16384) -> wire.Headers:
     base = dict(wire.chunk_headers(wire.file_headers(UID, path, size, chunk), 0))  # (the first: all headers)
     base["msi.index"] = b"1"
-    base.update(override)
+    base.update(override or {})
     return list(base.items())
 
 
 def test_a_chunk_record_decodes() -> None:
     meta = wire.decode(headers(), LIMIT)
-    assert (meta.kind, meta.path, meta.size, meta.chunk_size, meta.count, meta.index) == ("chunk", "a/b.trc", 40000, 16384, 3, 1)
+    assert (meta.kind, meta.path, meta.size, meta.chunk_size, meta.count, meta.index) == (
+        "chunk", "a/b.trc", 40000, 16384, 3, 1)
     assert [meta.chunk_length(i) for i in range(3)] == [16384, 16384, 40000 - 2 * 16384]
 
 
 @pytest.mark.parametrize(("algorithm", "digits"), [("xxh128", 32), ("sha256", 64)])
-def test_chunks_after_the_first_carry_only_their_index(algorithm: str, digits: int) -> None:
-    common = wire.file_headers(UID, "a/b.trc", 40000, 16384, algorithm)  # type: ignore[arg-type]
+def test_chunks_after_the_first_carry_only_their_index(algorithm: Algorithm, digits: int) -> None:
+    common = wire.file_headers(UID, "a/b.trc", 40000, 16384, algorithm)
     first, second = wire.chunk_headers(common, 0), wire.chunk_headers(common, 2)
     end = wire.end_headers(common, "a" * digits)
     assert second == [("msi", b"msi-tui"), ("msi.v", b"5"), ("msi.index", b"2")]
@@ -40,7 +43,7 @@ def test_chunks_after_the_first_carry_only_their_index(algorithm: str, digits: i
     assert wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"4"), ("msi.index", b"2")]) is None
     assert wire.next_chunk_index([("msi", b"other"), ("msi.v", b"5"), ("msi.index", b"2")]) is None
     for raw in (b"-1", b"x", b"", None, b"1" * 21):
-        with pytest.raises(wire.WireError, match="msi.index is not a non-negative integer"):
+        with pytest.raises(wire.WireError, match=r"msi\.index is not a non-negative integer"):
             wire.next_chunk_index([("msi", b"msi-tui"), ("msi.v", b"5"), ("msi.index", raw)])
 
 
@@ -51,8 +54,8 @@ def test_an_empty_file_has_one_empty_chunk() -> None:
 
 
 @pytest.mark.parametrize(("algorithm", "digits"), [("xxh128", 32), ("sha256", 64)])
-def test_the_first_chunk_names_the_digest_the_end_record_carries(algorithm: str, digits: int) -> None:
-    common = wire.file_headers(UID, "x", 5, 16384, algorithm)  # type: ignore[arg-type]
+def test_the_first_chunk_names_the_digest_the_end_record_carries(algorithm: Algorithm, digits: int) -> None:
+    common = wire.file_headers(UID, "x", 5, 16384, algorithm)
     assert dict(common)["msi.algo"] == algorithm.encode()
     end = wire.end_headers(common, "ab" * (digits // 2))
     assert dict(end)["msi.digest"] == b"ab" * (digits // 2)
@@ -61,10 +64,10 @@ def test_the_first_chunk_names_the_digest_the_end_record_carries(algorithm: str,
     assert wire.decode(wire.chunk_headers(common, 0), LIMIT).algorithm == algorithm  # known from the first chunk
     # A digest of another algorithm's length is refused, and so is an algorithm not known.
     wrong_length = [(name, value + b"ab" if name == "msi.digest" else value) for name, value in end]
-    with pytest.raises(wire.WireError, match="bad or missing msi.digest"):
+    with pytest.raises(wire.WireError, match=r"bad or missing msi\.digest"):
         wire.decode(wrong_length, LIMIT)
     unknown = [(name, b"md5" if name == "msi.algo" else value) for name, value in end]
-    with pytest.raises(wire.WireError, match="msi.algo names no digest"):
+    with pytest.raises(wire.WireError, match=r"msi\.algo names no digest"):
         wire.decode(unknown, LIMIT)
 
 
@@ -84,21 +87,21 @@ def test_the_source_and_modification_time_travel_with_the_first_chunk() -> None:
     [
         (None, "no headers"),
         ([("foo", b"bar")], "not an msi-tui record"),
-        (headers(**{"msi.v": b"4"}), "version '4' is not known to this reader .knows 5."),
-        (headers(**{"msi.mtime": b"x"}), "msi.mtime is not a non-negative integer"),
-        (headers(**{"msi.source": b"\xff"}), "msi.source is not UTF-8"),
-        (headers(**{"msi.kind": b"weird"}), "unknown record kind"),
-        (headers(**{"msi.id": b"../../x"}), "bad upload id"),
-        (headers(**{"msi.index": b"3"}), "out of range"),
-        (headers(**{"msi.index": b"-1"}), "not a non-negative integer"),
-        (headers(**{"msi.count": b"7"}), "does not match"),
-        (headers(**{"msi.csize": b"1000"}), "power of two"),
-        (headers(**{"msi.size": b"99999999999999"}), "over the limit"),
-        (headers(**{"msi.size": b"1" * 30}), "not a non-negative integer"),
-        (headers() + [("msi", b"msi-tui")], "appears twice"),
+        (headers({"msi.v": b"4"}), "version '4' is not known to this reader .knows 5."),
+        (headers({"msi.mtime": b"x"}), "msi.mtime is not a non-negative integer"),
+        (headers({"msi.source": b"\xff"}), "msi.source is not UTF-8"),
+        (headers({"msi.kind": b"weird"}), "unknown record kind"),
+        (headers({"msi.id": b"../../x"}), "bad upload id"),
+        (headers({"msi.index": b"3"}), "out of range"),
+        (headers({"msi.index": b"-1"}), "not a non-negative integer"),
+        (headers({"msi.count": b"7"}), "does not match"),
+        (headers({"msi.csize": b"1000"}), "power of two"),
+        (headers({"msi.size": b"99999999999999"}), "over the limit"),
+        (headers({"msi.size": b"1" * 30}), "not a non-negative integer"),
+        ([*headers(), ("msi", b"msi-tui")], "appears twice"),
     ],
 )
-def test_malformed_records_are_refused_with_a_reason(hdrs, reason: str) -> None:  # noqa: ANN001
+def test_malformed_records_are_refused_with_a_reason(hdrs: wire.Headers | None, reason: str) -> None:
     with pytest.raises(wire.WireError, match=reason):
         wire.decode(hdrs, 10**12)
 

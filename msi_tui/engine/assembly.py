@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +124,10 @@ def _aligned_buffer() -> mmap.mmap:
     return mmap.mmap(-1, DIRECT_BUFFER_BYTES)
 
 
-def _fill(chunks: list[bytes], take: Callable[[], memoryview]) -> Iterator[memoryview]:
+Chunk = bytes | memoryview  # a chunk as received, or a part of one cut without a copy
+
+
+def _fill(chunks: Sequence[Chunk], take: Callable[[], memoryview]) -> Iterator[memoryview]:
     """Copy the chunks into aligned buffers got from `take`, yielding each one's filled part
     when it is full and at the end (the caller writes it before asking for the next)."""
     view, filled = None, 0
@@ -152,7 +155,7 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         data, offset = data[written:], offset + written
 
 
-def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
+def pwritev_all(fd: int, buffers: Sequence[Chunk], offset: int) -> int:
     """Write the buffers one after the other at `offset`; returns the bytes written (all)."""
     total = left = sum(len(b) for b in buffers)
     while left:
@@ -161,10 +164,11 @@ def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         offset, left = offset + written, left - written
         if left:  # a short write: go on with the rest
-            buffers = list(buffers)
-            while written >= len(buffers[0]):
-                written -= len(buffers.pop(0))
-            buffers[0] = memoryview(buffers[0])[written:]
+            rest = list(buffers)
+            while written >= len(rest[0]):
+                written -= len(rest.pop(0))
+            rest[0] = memoryview(rest[0])[written:]
+            buffers = rest
     return total
 
 
@@ -173,7 +177,7 @@ WRITE_RUN_BYTES = 1 << 20  # in-order chunks written by one pwritev ...
 WRITE_RUN_CHUNKS = 512  # ... within the system's limit on buffers per call (IOV_MAX 1024)
 
 
-def hash_chunks(digest: Hasher, chunks: list[bytes]) -> None:
+def hash_chunks(digest: Hasher, chunks: Sequence[Chunk]) -> None:
     """Small chunks are joined, one update for all, where each update lets go of the GIL and
     must win it back (see keeps_gil_for_small_updates). Large ones are hashed one by one:
     joining them is a copy."""
@@ -200,7 +204,7 @@ class _Buffer:
             self._map = _aligned_buffer()
         self._view = memoryview(self._map)
 
-    def fill(self, chunks: list[bytes | memoryview]) -> memoryview:
+    def fill(self, chunks: Sequence[Chunk]) -> memoryview:
         """Copy the chunks (at most the buffer's size) to its start; their bytes in it."""
         if self._fd < 0:
             return next(_fill(chunks, lambda: self._view))
@@ -209,13 +213,13 @@ class _Buffer:
 
 # A job: the descriptor and offset to write at (fd None: hash only), the chunks, the digest
 # to update with them first (None: write only), the Future to settle, the buffer it holds.
-_Job = tuple[int | None, list[bytes], int, Hasher | None, Future, _Buffer]
+_Job = tuple[int | None, Sequence[Chunk], int, Hasher | None, Future[None], _Buffer]
 
 
-def _split(chunks: list[bytes], size: int) -> Iterator[list[bytes | memoryview]]:
+def _split(chunks: Sequence[Chunk], size: int) -> Iterator[list[Chunk]]:
     """The chunks in consecutive parts of `size` bytes (the last may be shorter), a chunk
     that straddles two parts cut with memoryviews, not copied."""
-    part: list[bytes | memoryview] = []
+    part: list[Chunk] = []
     room = size
     for data in chunks:
         while len(data) > room:
@@ -250,27 +254,28 @@ class DiskWriter:
         for _ in range(buffers):
             self._free.put(_Buffer())
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writes: queue.SimpleQueue[tuple[int, memoryview, int, Future, _Buffer] | None] = queue.SimpleQueue()
+        self._writes: queue.SimpleQueue[tuple[int, memoryview, int, Future[None], _Buffer] | None] = (
+            queue.SimpleQueue())
         threading.Thread(target=self._prepare, name=name, daemon=True).start()
         self._writers = writers
         for i in range(writers):
             threading.Thread(target=self._write, name=f"{name}-io{i}", daemon=True).start()
 
-    def write(self, fd: int, offset: int, chunks: list[bytes], digest: Hasher | None = None) -> list[Future]:
+    def write(self, fd: int, offset: int, chunks: Sequence[Chunk], digest: Hasher | None = None) -> list[Future[None]]:
         """Queue the chunks' write at `offset` of `fd`, which has O_DIRECT set, after
         updating `digest` with them (waiting for a free buffer when all are taken); one
         Future a buffer's worth."""
         writes = []
         for part in _split(chunks, DIRECT_BUFFER_BYTES):
-            write: Future = Future()
+            write: Future[None] = Future()
             self._jobs.put((fd, part, offset, digest, write, self._free.get()))
             writes.append(write)
             offset += sum(len(c) for c in part)
         return writes
 
-    def hash(self, digest: Hasher, chunks: list[bytes]) -> Future:
+    def hash(self, digest: Hasher, chunks: Sequence[Chunk]) -> Future[None]:
         """Queue an update of `digest` with chunks written elsewhere (in order with the rest)."""
-        done: Future = Future()
+        done: Future[None] = Future()
         self._jobs.put((None, chunks, 0, digest, done, self._free.get()))
         return done
 
@@ -337,7 +342,7 @@ class Assembly:
     _direct_on: bool = False  # whether the descriptor has O_DIRECT set now
     # Runs handed to the writer and not yet settled: their writes (or hashing), offset and
     # chunks (writes None: the handed-over write failed, to be written again).
-    _writing: list[tuple[list[Future] | None, int, list[bytes]]] = field(default_factory=list)
+    _writing: list[tuple[list[Future[None]] | None, int, list[bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._digest = new_hasher(self.meta.algorithm)
@@ -446,7 +451,7 @@ class Assembly:
         self._writing.clear()
 
     def _write_at(self, offset: int, buffers: list[bytes], hand_over: bool = False,
-                  digest: Hasher | None = None) -> list[Future] | None:
+                  digest: Hasher | None = None) -> list[Future[None]] | None:
         """Write the buffers at `offset`, directly where the run and the filesystem allow it,
         and once written update `digest` with them; `hand_over`: queue a direct write (and
         the hashing before it) on the writer and return its Futures instead. The hashing of
@@ -472,7 +477,7 @@ class Assembly:
         pwritev_all(self.fd, buffers, offset)
         return self._hash_written(buffers, digest)
 
-    def _hash_written(self, chunks: list[bytes], digest: Hasher | None) -> list[Future] | None:
+    def _hash_written(self, chunks: list[bytes], digest: Hasher | None) -> list[Future[None]] | None:
         if digest is None:
             return None
         if self.writer is not None:

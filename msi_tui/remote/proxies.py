@@ -44,6 +44,10 @@ class RemoteService:
             if connection.ended.wait(0.1):
                 raise OperatorError(f"service {self.name}: {connection.end_reason}")
 
+    def snapshot(self) -> UploadSnapshot | ReconstructSnapshot:
+        """The newest snapshot the service pushed (each proxy says of which kind)."""
+        raise NotImplementedError
+
     def pause(self) -> None:
         self._command("pause")
 
