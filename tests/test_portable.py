@@ -146,6 +146,7 @@ for name in ("O_DIRECTORY", "O_NOFOLLOW", "O_DIRECT", "pread", "pwrite", "preadv
         delattr(os, name)
 from msi_tui.engine import assembly, watch
 assert assembly.O_DIRECT == 0 and assembly.fcntl is None
+import msi_tui.cli  # (the whole command line, the reconstructor's and the services' modules included)
 ready = []
 with tempfile.TemporaryDirectory() as folder:
     watcher = watch.FolderWatcher(Path(folder), lambda _p, rel, _s, _m: ready.append(rel), print, quiet_seconds=0.1)

@@ -13,7 +13,6 @@ Nothing here is imported by the engine, and nothing here imports Textual.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
@@ -61,6 +60,8 @@ def _peer_uid(sock: socket.socket) -> tuple[int, int] | None:
 
 
 def _take_lock(path: Path) -> int:
+    import fcntl  # (here: services are POSIX-only, and the command line must import on Windows)
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
