@@ -34,7 +34,7 @@ are whole; refused names are reported failed at the uploader with a reason and n
 them arrives; the deleted file is reported failed and nothing of it arrives; no staged
 part is left over; nothing arrives that was not dropped; both programs run to the end.
 
-    python bench/watch_folder_cases.py                      # broker at 127.0.0.1:19092
+    python bench/watch_folder_cases.py                      # broker at 127.0.0.1:9092 (msi-tui broker start)
     python bench/watch_folder_cases.py --quick              # without the 10,000 files
     python bench/watch_folder_cases.py --bootstrap 127.0.0.1:9092 --small 2000 --keep
 
@@ -901,7 +901,7 @@ def table(rows: list[Row]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    p.add_argument("--bootstrap", default="127.0.0.1:19092", help="the broker (default %(default)s)")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="the broker (default %(default)s)")
     p.add_argument("--small", type=int, default=10_000,
                    help="number of 1 KiB files of the last case (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="leave out the many small files")
