@@ -118,7 +118,8 @@ class Console:
             with self._lock:
                 self.out.write("\n")
                 self._bar_drawn = False
-        self.summary(service)
+        if not until_idle:  # (one file given by hand: its own line says how it went)
+            self.summary(service)
 
     def summary(self, service: Uploader | Reconstructor) -> None:
         """The exit summary: done, failed, each unfinished file and how far it got, the log."""
