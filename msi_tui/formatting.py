@@ -204,10 +204,13 @@ def upload_summary_lines(s: UploadSnapshot, limit: int = SHOWN_FILES) -> list[st
                  key=lambda f: f.started)
     stopped = sum(1 for f in s.files if f.state == "stopped")  # counted as failed by the engine
     failed = max(0, s.files_failed - stopped)
-    lines = [f"upload{f' as {s.source}' if s.source else ''}: {plural(s.files_done, 'file')} sent, {failed} failed"]
+    # Problems are named when there are some (a line that says "0 failed" reads like one).
+    sent = f"upload{f' as {s.source}' if s.source else ''}: {plural(s.files_done, 'file')} sent"
+    lines = [sent + (f", {failed} failed" if failed else "")]
     if s.receipts == "following":
-        lines.append(f"  receipts: {s.files_verified} verified at the destination, {s.awaiting_receipt} awaiting, "
-                     f"{s.files_failed_there} failed there")
+        there = f", {s.files_failed_there} failed there" if s.files_failed_there else ""
+        lines.append(f"  receipts: {s.files_verified} verified at the destination, {s.awaiting_receipt} "
+                     f"awaiting{there}")
     if cut:
         lines.append(f"upload: {plural(len(cut), 'file')} cut short and withdrawn (a watched folder's")
         lines.append("  files are sent again when the uploader next starts):")
@@ -217,14 +220,15 @@ def upload_summary_lines(s: UploadSnapshot, limit: int = SHOWN_FILES) -> list[st
     if s.pending_deliveries:
         lines.append(f"upload: {plural(s.pending_deliveries, 'chunk')} not delivered (quit without waiting)")
     if not cut and not s.files_queued and not s.pending_deliveries:
-        lines.append("upload: nothing left unfinished")
+        lines.append("upload: nothing cut short, nothing waiting")
     return lines
 
 
 def reconstruct_summary_lines(s: ReconstructSnapshot, group: str = "", limit: int = SHOWN_FILES) -> list[str]:
     """What the reconstructor rebuilt, what it would not keep, and each file it left unfinished."""
-    lines = [f"reconstruct: {plural(s.files_completed, 'file')} verified, {s.files_quarantined} quarantined, "
-             f"{s.files_failed} refused or abandoned"]
+    problems = [f"{s.files_quarantined} quarantined"] if s.files_quarantined else []
+    problems += [f"{s.files_failed} refused or abandoned"] if s.files_failed else []
+    lines = [", ".join([f"reconstruct: {plural(s.files_completed, 'file')} verified", *problems])]
     if s.records_rejected:
         lines.append(f"  {plural(s.records_rejected, 'record')} rejected (not msi-tui's, or damaged)")
     unfinished = sorted((f for f in s.files if f.finished is None), key=lambda f: f.started)
@@ -234,7 +238,7 @@ def reconstruct_summary_lines(s: ReconstructSnapshot, group: str = "", limit: in
         lines.append("  next starts):")
         lines.extend(_named(unfinished, limit))
     else:
-        lines.append("reconstruct: nothing left unfinished")
+        lines.append("reconstruct: nothing half-received")
     return lines
 
 

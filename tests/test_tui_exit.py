@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,11 +185,11 @@ def test_the_summary_never_says_nothing_is_left_while_a_file_was_cut_short() -> 
     mid_transfer_reconstruct(rec)
     up.finish(BIG_FILE, "stopped")
     text = "\n".join(exit_summary(up.snapshot(), rec.snapshot(), None, group="msi-lab"))
-    assert "nothing left unfinished" not in text.split("reconstruct:")[0]
+    assert "nothing cut short" not in text
     assert "stack-overnight.h5" in text and "log: none" in text
     finished = FakeUploader()
     finished.set(files_done=3)
-    assert "  upload: nothing left unfinished" in exit_summary(finished.snapshot(), None, None)
+    assert "  upload: nothing cut short, nothing waiting" in exit_summary(finished.snapshot(), None, None)
     assert "  upload: did not run: broker unreachable" in exit_summary("broker unreachable", None, None)
     many = FakeReconstructor()
     mid_transfer_reconstruct(many)
@@ -199,17 +200,34 @@ def test_the_summary_never_says_nothing_is_left_while_a_file_was_cut_short() -> 
 @pytest.mark.kafka
 @pytest.mark.timeout(120)
 def test_a_headless_run_ends_with_the_summary(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
-    data = tmp_path / "scan-1.h5"
-    data.write_bytes(os.urandom(200_000))
+    """`upload DIR --headless` (a service's way to run) prints the summary when it quits."""
+    import selectors
+
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / "scan-1.h5").write_bytes(os.urandom(200_000))
     env = {**os.environ, "MSI_TUI_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run(
-        [sys.executable, "-m", "msi_tui", "--bootstrap", kafka_bootstrap, "--topic", topic, "upload-file",
-         str(data)],
-        capture_output=True, text=True, timeout=100, env=env, stdin=subprocess.DEVNULL, check=False)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "msi_tui", "--bootstrap", kafka_bootstrap, "--topic", topic, "upload",
+         str(folder), "--headless", "--settle-seconds", "0.2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while not any(line.startswith("uploaded scan-1.h5") for line in seen):
+                assert time.monotonic() < deadline and proc.poll() is None, seen
+                if sel.select(timeout=1):
+                    seen.append(proc.stdout.readline())
+        out, err = proc.communicate("quit\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
     assert "msi-tui: summary" in out and "upload as " in out and "1 file sent" in out
-    assert "upload: nothing left unfinished" in out
+    assert "upload: nothing cut short, nothing waiting" in out
     assert f"log: {tmp_path / 'state' / 'msi-tui.log'}" in out
 
 
@@ -221,3 +239,29 @@ async def test_the_app_prints_the_summary_for_a_service_that_could_not_start() -
         await settle(pilot)
         await type_command(pilot, "quit")
     assert "  upload: did not run: cannot reach kafka-1.lab:9092" in summary_lines(app)
+
+
+@run_async
+async def test_the_connection_badge_shows_in_full_at_80_columns() -> None:
+    context = make_context(FakeUploader(), FakeReconstructor(), cluster_name="tutorial_cluster",
+                           bootstrap="127.0.0.1:19092", topic="instrument-files-of-the-night-shift-2026")
+    app = MsiTuiApp(context)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.context.reconstructor.set(connection="unreachable")  # type: ignore[union-attr]
+        app.context.uploader.set(connection="connected")  # type: ignore[union-attr]
+        app.refresh_view()
+        await pilot.pause()
+        line = str(app.main_screen.query_one(ClusterHeader).render())
+        assert line.rstrip().endswith("✗ reconstruct unreachable") and "…" in line
+        assert len(line.rstrip()) <= 78
+
+
+def test_in_the_app_a_file_cut_short_by_the_quit_is_a_warning() -> None:
+    from msi_tui.engine.events import FileUploadFailed
+    from msi_tui.engine.upload_job import STOPPED
+    from msi_tui.tui.formatting import describe_in_app
+
+    assert describe_in_app(FileUploadFailed(path="big.bin", reason=STOPPED)) == (
+        "warning", "cut short by the quit: big.bin (withdrawn)")
+    assert describe_in_app(FileUploadFailed(path="a.bin", reason="read error"))[0] == "error"

@@ -28,13 +28,13 @@ from textual.worker import Worker, WorkerState
 
 from msi_tui.engine.stats import ReconstructSnapshot, UploadSnapshot
 from msi_tui.errors import OperatorError
-from msi_tui.formatting import LogLevel, describe_event, exit_summary
+from msi_tui.formatting import LogLevel, exit_summary
 from msi_tui.tui.actions import Actions
 from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.commands import MsiCommandProvider
 from msi_tui.tui.context import AppContext, PaneName
 from msi_tui.tui.files_table import FilesTable
-from msi_tui.tui.formatting import LogLine, styled_state
+from msi_tui.tui.formatting import LogLine, describe_in_app, styled_state
 from msi_tui.tui.header import ClusterHeader
 from msi_tui.tui.log_panel import EventLog, LogFile
 from msi_tui.tui.pane import Line
@@ -317,7 +317,7 @@ class MsiTuiApp(App[int]):
             return  # shutting down: the widgets are being removed, the timer may still tick
         with self.batch_update():
             events, dropped = self.context.events.drain()
-            lines = [LogLine(e.at or self.context.clock(), *describe_event(e)) for e in events]
+            lines = [LogLine(e.at or self.context.clock(), *describe_in_app(e)) for e in events]
             if dropped:
                 lines.append(LogLine(self.context.clock(), "warning",
                                      f"{dropped:,} events not shown (the log fell behind); counts stay exact"))

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from msi_tui.formatting import LogLevel
+from msi_tui.engine.events import Event, FileUploadFailed
+from msi_tui.engine.upload_job import STOPPED
+from msi_tui.formatting import LogLevel, describe_event
 
 # Named ANSI colours (not hex) so a 16-colour terminal shows exactly what we meant.
 LEVEL_STYLES: dict[LogLevel, str] = {
@@ -75,6 +77,14 @@ class LogLine:
         """The log file's rendering: full date, level tag, message."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
         return f"{stamp} {LEVEL_TAGS[self.level]:<5} {self.message}"
+
+
+def describe_in_app(event: Event) -> tuple[LogLevel, str]:
+    """The log level and line for an event in the app: the console's words, except that a
+    file the operator's quit cut short (they were asked) is a warning, not an error."""
+    if isinstance(event, FileUploadFailed) and event.reason.startswith(STOPPED):
+        return "warning", f"cut short by the quit: {event.path} (withdrawn)"
+    return describe_event(event)
 
 
 def progress_bar(done: int, total: int, width: int = 10) -> str:

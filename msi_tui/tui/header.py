@@ -70,19 +70,23 @@ class ClusterHeader(Static):
     def show_connection(self, connection: str, service: str = "") -> None:
         """Redraw with a new connection state (no-op when nothing changed)."""
         self.connection, self.service = connection, service
-        which = f"{service} " if service else ""
-        text = Text.assemble(
-            ("msi-tui", "bold"),
-            "  ",
-            (self.cluster, "bold"),
-            f"  {self.bootstrap}  topic ",
-            (self.topic, "bold"),
-            "  ",
-            (
-                f" {CONNECTION_MARKS.get(connection, '?')} {which}{connection} ",
-                CONNECTION_BADGES.get(connection, CONNECTION_BADGES["unknown"]),
-            ),
-        )
+        text = self._line()
         if text != self._shown:
             self._shown = text
             self.update(text)
+
+    def on_resize(self) -> None:
+        self.show_connection(self.connection, self.service)
+
+    def _line(self) -> Text:
+        """Who and where, then the connection badge, which always shows in full: when the
+        line is too long (a long topic at 80 columns) the names are cut, not the badge."""
+        which = f"{self.service} " if self.service else ""
+        badge = Text(f" {CONNECTION_MARKS.get(self.connection, '?')} {which}{self.connection} ",
+                     style=CONNECTION_BADGES.get(self.connection, CONNECTION_BADGES["unknown"]))
+        names = Text.assemble(("msi-tui", "bold"), "  ", (self.cluster, "bold"), f"  {self.bootstrap}  topic ",
+                              (self.topic, "bold"))
+        room = self.content_size.width - badge.cell_len - 2
+        if self.content_size.width and names.cell_len > room:
+            names.truncate(max(1, room), overflow="ellipsis")
+        return Text.assemble(names, "  ", badge)

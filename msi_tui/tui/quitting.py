@@ -147,7 +147,7 @@ class QuitControl:
             if unfinished:
                 self.app.emit("warning", f"all services stopped; unfinished: {', '.join(unfinished)}")
             else:
-                self.app.emit("success", "all services stopped; no file left unfinished")
+                self.app.emit("success", "all services stopped; nothing cut short or half-received")
             self.app.exit_with(0)
 
     def unfinished(self) -> list[str]:
