@@ -209,8 +209,11 @@ def upload_summary_lines(s: UploadSnapshot, limit: int = SHOWN_FILES) -> list[st
     lines = [sent + (f", {failed} failed" if failed else "")]
     if s.receipts == "following":
         there = f", {s.files_failed_there} failed there" if s.files_failed_there else ""
+        # Files given by hand (`upload PATH`, upload-file) are not followed: no receipt awaited.
+        unfollowed = s.files_done - s.files_verified - s.awaiting_receipt - s.files_failed_there
+        by_hand = f", {unfollowed} given by hand not followed" if unfollowed > 0 else ""
         lines.append(f"  receipts: {s.files_verified} verified at the destination, {s.awaiting_receipt} "
-                     f"awaiting{there}")
+                     f"awaiting{there}{by_hand}")
     if cut:
         lines.append(f"upload: {plural(len(cut), 'file')} cut short and withdrawn (a watched folder's")
         lines.append("  files are sent again when the uploader next starts):")

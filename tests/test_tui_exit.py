@@ -188,8 +188,10 @@ def test_the_summary_never_says_nothing_is_left_while_a_file_was_cut_short() -> 
     assert "nothing cut short" not in text
     assert "stack-overnight.h5" in text and "log: none" in text
     finished = FakeUploader()
-    finished.set(files_done=3)
-    assert "  upload: nothing cut short, nothing waiting" in exit_summary(finished.snapshot(), None, None)
+    finished.set(files_done=3, files_verified=2)  # one given by hand: no receipt followed
+    done = exit_summary(finished.snapshot(), None, None)
+    assert "  upload: nothing cut short, nothing waiting" in done
+    assert "    receipts: 2 verified at the destination, 0 awaiting, 1 given by hand not followed" in done
     assert "  upload: did not run: broker unreachable" in exit_summary("broker unreachable", None, None)
     many = FakeReconstructor()
     mid_transfer_reconstruct(many)

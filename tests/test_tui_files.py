@@ -171,9 +171,9 @@ async def test_enter_on_a_row_opens_the_files_details_and_esc_closes_them() -> N
         await pilot.pause()
         assert isinstance(app.screen, FileDetailScreen)
         text = screen_text(app)
-        for expected in (BIG_FILE, "source     scope-7", "1.50 GB (1,500,000,000 bytes)",
-                         "chunks     56,600 of 91,553 (61 %), 56.6k/91.5k", "partition  4",
-                         "upload id  id-stack-overnight", "sending (in flight)", "12:00:48.1  sending",
+        for expected in (BIG_FILE, "source       scope-7", "1.50 GB (1,500,000,000 bytes)",
+                         "chunks       56,600 of 91,553 (61 %), 56.6k/91.5k", "partition    4",
+                         "upload id    id-stack-overnight", "sending (in flight)", "12:00:48.1  sending",
                          "reconstruct", "receiving (in flight)", "51,000 of 91,553"):
             assert expected in text, expected
         up = app.context.uploader
@@ -197,9 +197,9 @@ async def test_show_file_opens_its_details_with_every_stage() -> None:
         assert isinstance(app.screen, FileDetailScreen)
         text = screen_text(app)
         for expected in ("run-0412/calib-07.h5", "6.00 MB (6,000,000 bytes)", "6 of 6 (100 %)",
-                         "outcome    quarantined there", "why        digest mismatch",
+                         "outcome      quarantined there", "why          digest mismatch",
                          "11:59:06.0  sending", "11:59:07.0  sent  +1.0 s", "11:59:07.6  quarantined there  +0.6 s",
-                         "in all 1.6 s", "outcome    quarantined", "11:59:07.5  quarantined  +0.5 s"):
+                         "in all 1.6 s", "outcome      quarantined", "11:59:07.5  quarantined  +0.5 s"):
             assert expected in text, expected
         await pilot.press("q")  # no text goes here: a single key closes it
         await pilot.pause()
@@ -207,7 +207,7 @@ async def test_show_file_opens_its_details_with_every_stage() -> None:
         app.run_command("show run-0412/scan-042.h5")
         await pilot.pause()
         text = screen_text(app)
-        assert "where      archive-1:/data/received/run-0412/scan-042.h5" in text and "verified" in text
+        assert "where        archive-1:/data/received/run-0412/scan-042.h5" in text and "verified" in text
         await pilot.press("escape")
         await pilot.pause()
 

@@ -66,7 +66,7 @@ def side_table(side: Side, now: float) -> Table:
     """One service's view of the file as a two-column grid."""
     f, words = side.file, STATE_WORDS.get(side.service, {})
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=9)  # as wide as `upload id`
+    table.add_column(style="bold", no_wrap=True, min_width=len("reconstruct"))  # both sides line up
     table.add_column()
     table.add_row(Text(side.service, style="bold underline"), "")
     table.add_row("path", Text(f.path))
