@@ -220,7 +220,7 @@ class MsiTuiApp(App[int]):
     def action_focus_panes(self) -> None:
         self.actions.focus_panes()
 
-    async def action_quit(self) -> None:
+    def action_quit(self) -> None:  # type: ignore[override]  # (sync: scripts call it directly)
         self.quitting.request()
 
     def exit_with(self, code: int) -> None:

@@ -3,50 +3,57 @@ shown, from the same lists the app uses."""
 
 from __future__ import annotations
 
-from rich.console import Group
-from rich.table import Table
+import textwrap
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.widgets import Static
 
 from msi_tui.tui.commands import COMMANDS
 from msi_tui.tui.glossary import GLOSSARY
 
-
-def _grid() -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=12)
-    table.add_column()
-    return table
+# One Text wrapped here, not Rich tables: a table of a hundred rows took ~100 ms to lay out
+# each time help opened, and the keys wait for that. 74 cells fit the screen at 80 columns.
+WIDTH = 74
 
 
-def help_table(keys: list[tuple[str, str]]) -> Group:
-    """Commands (with aliases), keys, then the glossary: two-column tables under headings."""
-    table = _grid()
-    table.add_row(Text("Commands", style="bold underline"), "")
-    for spec in COMMANDS:
-        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
-        table.add_row(Text(spec.usage), Text(spec.help + aliases))  # Text: `[upload|...]` is no markup
-    table.add_row("", "")
-    table.add_row(Text("Keys", style="bold underline"), "")
-    for key, description in keys:
-        table.add_row(Text(key), Text(description))
-    table.add_row("any letter", "typed anywhere, goes to the command bar (a leading : or / is fine)")
-    table.add_row("Esc", "from the command bar to the files table: ↑↓ rows, Enter a file's details")
-    parts: list[Table | Text] = [table]
+def _section(text: Text, heading: str, rows: list[tuple[str, str]]) -> None:
+    """`heading`, then each (term, meaning) with the meaning wrapped beside the terms."""
+    if text:
+        text.append("\n")
+    for line in textwrap.wrap(heading, WIDTH):
+        text.append(line + "\n", style="bold underline")
+    indent = min(30, max(len(term) for term, _ in rows)) + 2
+    for term, meaning in rows:
+        lines = textwrap.wrap(meaning, WIDTH - indent) or [""]
+        if len(term) > indent - 2:  # a long term has the line to itself
+            text.append(term + "\n", style="bold")
+            text.append(" " * indent)
+        else:
+            text.append(term.ljust(indent), style="bold")
+        text.append(lines[0] + "\n")
+        for line in lines[1:]:
+            text.append(" " * indent + line + "\n")
+
+
+def help_table(keys: list[tuple[str, str]]) -> Text:
+    """Commands (with aliases), keys, then the glossary, under headings."""
+    text = Text()
+    _section(text, "Commands", [(spec.usage, spec.help + (f" ({', '.join(spec.aliases)})" if spec.aliases else ""))
+                                for spec in COMMANDS])
+    _section(text, "Keys", [*keys,
+                            ("any letter", "typed anywhere, goes to the command bar (a leading : or / is fine)"),
+                            ("Esc", "from the command bar to the files table: ↑↓ rows, Enter a file's details")])
     for heading, words in GLOSSARY:
-        parts.append(Text("\n" + heading, style="bold underline"))
-        grid = _grid()
-        for word, meaning in words:
-            grid.add_row(word, Text(meaning))
-        parts.append(grid)
-    return Group(*parts)
+        _section(text, heading, list(words))
+    text.rstrip()
+    return text
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Screen[None]):
     """A modal list of commands, keys and words; any of escape, F1 or q closes it."""
 
     DEFAULT_CSS = """
