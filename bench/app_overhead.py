@@ -78,9 +78,10 @@ def new_topic(kind: str) -> str:
     return f"bench_app_overhead_{kind}_{uuid.uuid4().hex[:10]}"
 
 
-def make_uploader(bootstrap: str, topic: str, args: argparse.Namespace):  # noqa: ANN201
+def make_uploader(bootstrap: str, topic: str, args: argparse.Namespace):
     from msi_tui.engine.config import load_config
-    from msi_tui.engine.upload import UploadSettings, Uploader
+    from msi_tui.engine.upload import Uploader
+    from msi_tui.engine.upload_settings import UploadSettings
     from msi_tui.tui.event_buffer import EventBuffer
 
     config = load_config(bootstrap=bootstrap)
@@ -143,7 +144,7 @@ async def run_with_app(bootstrap: str, path: Path, args: argparse.Namespace) -> 
                     try:
                         await asyncio.wait_for(done.wait(), max(0.0, next_press - time.perf_counter()))
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     help_open = isinstance(app.screen, HelpScreen)
                     t0 = time.perf_counter()
@@ -189,7 +190,7 @@ def merge(runs: list[Run]) -> Run:
                [x for r in runs for x in r.loop_lag_ms])
 
 
-def send_key(app, key: str) -> None:  # noqa: ANN001
+def send_key(app, key: str) -> None:
     """Hand one key to the app the way its terminal driver does (and `Pilot.press` does)."""
     from textual import events
 
@@ -198,7 +199,7 @@ def send_key(app, key: str) -> None:  # noqa: ANN001
     app._driver.send_message(event)
 
 
-def reflected(app, help_was_open: bool) -> bool:  # noqa: ANN001
+def reflected(app, help_was_open: bool) -> bool:
     """The press shows: the help screen is on top and mounted, or it is gone."""
     from msi_tui.tui.help_screen import HelpScreen
 
@@ -219,11 +220,11 @@ def percentile(values: list[float], p: float) -> float:
 
 def report(headless_runs: list[Run], app_runs: list[Run], args: argparse.Namespace) -> None:
     headless, app = merge(headless_runs), merge(app_runs)
-    each = lambda runs: ", ".join(f"{r.mb_s:.0f}" for r in runs)  # noqa: E731
+    each = lambda runs: ", ".join(f"{r.mb_s:.0f}" for r in runs)
     ratio = app.mb_s / headless.mb_s
     lat = app.latencies_ms
     p50, p95, worst = percentile(lat, 0.50), percentile(lat, 0.95), max(lat) if lat else float("nan")
-    ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+    ok = lambda good: "ok" if good else "MISSED"
     print()
     if args.attached:
         print("attached: (a) is a service process nobody is attached to, (b) the same with the app attached "
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         # growth, page cache, CPU clocks) does not favour either side.
         headless_runs: list[Run] = []
         app_runs: list[Run] = []
-        order = (["headless", "app"] + ["app", "headless"]) * (args.rounds // 2) + ["headless", "app"] * (args.rounds % 2)
+        order = ["headless", "app", "app", "headless"] * (args.rounds // 2) + ["headless", "app"] * (args.rounds % 2)
         for kind in order:
             if kind == "headless":
                 print("(a) headless upload ...", flush=True)
