@@ -24,7 +24,7 @@ from msi_tui.errors import OperatorError
 # librdkafka settings: str, int, bool values, and the callbacks and logger the client is given.
 Settings = dict[str, Any]
 
-STATS_INTERVAL_MS = 1000  # how soon a service sees the brokers back after an outage
+STATS_INTERVAL_MS = 500  # how soon a service sees the brokers back after an outage
 
 KAFKA_LOG = logging.getLogger("msi_tui.kafka")
 KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds a log file
