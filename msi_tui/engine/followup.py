@@ -133,23 +133,25 @@ class Followup:
                 self._awaited[uid] = sent
             return
         shown = shown_name(sent.relpath)
+        if receipt.outcome != "published":
+            reason = shown_name(receipt.reason)
+            with self.stats.lock:
+                self.stats.awaiting_receipt -= 1
+                self.stats.files_failed_there += 1
+                self.stats.table.update(uid, state=f"{receipt.outcome} there", where=reason)
+            if self.registry is not None:
+                self.registry.finish(uid, "failed-there", reason)
+            self.sink(FileFailedThere(path=shown, upload_id=uid, host=receipt.host, outcome=receipt.outcome,
+                                      reason=reason, at=time.time()))
+            return
+        # (shown: SQLite text holds no lone surrogate)
+        where = shown_name(f"{receipt.host}:{os.path.join(receipt.output, receipt.saved_as)}")
         with self.stats.lock:
             self.stats.awaiting_receipt -= 1
-        if receipt.outcome != "published":
-            with self.stats.lock:
-                self.stats.files_failed_there += 1
-                self.stats.table.update(uid, state=f"{receipt.outcome} there", where=shown_name(receipt.reason))
-            if self.registry is not None:
-                self.registry.finish(uid, "failed-there", shown_name(receipt.reason))
-            self.sink(FileFailedThere(path=shown, upload_id=uid, host=receipt.host, outcome=receipt.outcome,
-                                      reason=shown_name(receipt.reason), at=time.time()))
-            return
-        where = f"{receipt.host}:{os.path.join(receipt.output, receipt.saved_as)}"
-        with self.stats.lock:
             self.stats.files_verified += 1
-            self.stats.table.update(uid, state="verified", where=shown_name(where))
+            self.stats.table.update(uid, state="verified", where=where)
         if self.registry is not None:
-            self.registry.finish(uid, "verified", shown_name(where))  # (SQLite text holds no lone surrogate)
+            self.registry.finish(uid, "verified", where)
         cleanup = ""
         if self.cleanup.action != "keep":
             with self._lock:
