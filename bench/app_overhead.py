@@ -110,7 +110,6 @@ def run_headless(bootstrap: str, path: Path, args: argparse.Namespace) -> Run:
 async def run_with_app(bootstrap: str, path: Path, args: argparse.Namespace) -> Run:
     from msi_tui.tui.app import MsiTuiApp
     from msi_tui.tui.context import AppContext
-    from msi_tui.tui.help_screen import HelpScreen
     from msi_tui.tui.log_panel import EventLog
 
     topic = new_topic("app")
@@ -138,40 +137,13 @@ async def run_with_app(bootstrap: str, path: Path, args: argparse.Namespace) -> 
                 finished_at.append(time.perf_counter())
                 done.set()
 
-            async def press_keys() -> None:
-                next_press = time.perf_counter() + KEY_EVERY_S
-                while not done.is_set():
-                    try:
-                        await asyncio.wait_for(done.wait(), max(0.0, next_press - time.perf_counter()))
-                        break
-                    except TimeoutError:
-                        pass
-                    help_open = isinstance(app.screen, HelpScreen)
-                    t0 = time.perf_counter()
-                    send_key(app, "escape" if help_open else "f1")
-                    while not reflected(app, help_open):
-                        await asyncio.sleep(0.001)
-                    latencies.append((time.perf_counter() - t0) * 1000)
-                    next_press += KEY_EVERY_S
-
-            async def sample_loop_lag() -> None:
-                while not done.is_set():
-                    t = time.perf_counter()
-                    await asyncio.sleep(0.010)
-                    loop_lag.append((time.perf_counter() - t - 0.010) * 1000)
-
             t0 = time.perf_counter()
             uploader.enqueue_file(path)
-            await asyncio.gather(watch_transfer(), press_keys(), sample_loop_lag())
+            await asyncio.gather(watch_transfer(), press_keys_until(app, done, latencies, loop_lag))
             elapsed = finished_at[0] - t0
             snap = uploader.snapshot()
             assert snap.files_done == 1, f"upload with the app did not finish cleanly: {snap}"
             log_lines = len(app.main_screen.query_one(EventLog).lines)
-
-            if isinstance(app.screen, HelpScreen):
-                send_key(app, "escape")
-                while not reflected(app, True):
-                    await asyncio.sleep(0.001)
             app.action_quit()  # drains (nothing left) and exits with 0
             deadline = time.monotonic() + 60
             while app.return_code is None and time.monotonic() < deadline:
@@ -181,6 +153,41 @@ async def run_with_app(bootstrap: str, path: Path, args: argparse.Namespace) -> 
             uploader.force_stop()
             uploader.wait_stopped(timeout=10)
     return Run(elapsed, path.stat().st_size, latencies, log_lines, loop_lag)
+
+
+async def press_keys_until(app, done: asyncio.Event, latencies: list[float], loop_lag: list[float]) -> None:
+    """Until `done` is set: F1 and escape alternately every KEY_EVERY_S, each press's latency
+    (ms) appended to `latencies`, the event loop's lag (ms) sampled into `loop_lag`; then the
+    help screen is closed if it is open. The in-process and the attached run both use this."""
+    from msi_tui.tui.help_screen import HelpScreen
+
+    async def press_keys() -> None:
+        next_press = time.perf_counter() + KEY_EVERY_S
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), max(0.0, next_press - time.perf_counter()))
+                break
+            except TimeoutError:
+                pass
+            help_open = isinstance(app.screen, HelpScreen)
+            t0 = time.perf_counter()
+            send_key(app, "escape" if help_open else "f1")
+            while not reflected(app, help_open):
+                await asyncio.sleep(0.001)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            next_press += KEY_EVERY_S
+
+    async def sample_loop_lag() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.010)
+            loop_lag.append((time.perf_counter() - t - 0.010) * 1000)
+
+    await asyncio.gather(press_keys(), sample_loop_lag())
+    if isinstance(app.screen, HelpScreen):
+        send_key(app, "escape")
+        while not reflected(app, True):
+            await asyncio.sleep(0.001)
 
 
 def merge(runs: list[Run]) -> Run:
@@ -311,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {run.mb_s:.1f} MB/s in {run.seconds:.1f} s", flush=True)
             else:
                 print("(b) upload with the app open, pressing keys ...", flush=True)
-                run = (attached_runs.run_service_attached(bootstrap, path, args, new_topic, Run, send_key, reflected,
-                                                          KEY_EVERY_S) if args.attached
+                run = (attached_runs.run_service_attached(bootstrap, path, args, new_topic, Run, press_keys_until)
+                       if args.attached
                        else asyncio.run(run_with_app(bootstrap, path, args)))
                 app_runs.append(run)
                 print(f"    {run.mb_s:.1f} MB/s in {run.seconds:.1f} s, {len(run.latencies_ms)} key presses",

@@ -99,15 +99,15 @@ def run_service_headless(bootstrap: str, path: Path, args: argparse.Namespace, n
 
 
 def run_service_attached(bootstrap: str, path: Path, args: argparse.Namespace, new_topic, run_type,
-                         send_key, reflected, key_every: float):
+                         press_keys_until):
+    """`press_keys_until`: app_overhead's, so both runs press keys and sample the loop alike."""
     with service_process(bootstrap, new_topic("attached"), args) as name:
-        return asyncio.run(_attached(name, path, run_type, send_key, reflected, key_every))
+        return asyncio.run(_attached(name, path, run_type, press_keys_until))
 
 
-async def _attached(name: str, path: Path, run_type, send_key, reflected, key_every: float):
+async def _attached(name: str, path: Path, run_type, press_keys_until):
     from msi_tui.launch import attached_context
     from msi_tui.remote.app import AttachedApp
-    from msi_tui.tui.help_screen import HelpScreen
     from msi_tui.tui.log_panel import EventLog
 
     context, services = attached_context([name], None)
@@ -129,36 +129,10 @@ async def _attached(name: str, path: Path, run_type, send_key, reflected, key_ev
                 await asyncio.sleep(POLL_S)
             done.set()
 
-        async def press_keys() -> None:
-            next_press = time.perf_counter() + key_every
-            while not done.is_set():
-                try:
-                    await asyncio.wait_for(done.wait(), max(0.0, next_press - time.perf_counter()))
-                    break
-                except TimeoutError:
-                    pass
-                help_open = isinstance(app.screen, HelpScreen)
-                t0 = time.perf_counter()
-                send_key(app, "escape" if help_open else "f1")
-                while not reflected(app, help_open):
-                    await asyncio.sleep(0.001)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                next_press += key_every
-
-        async def sample_loop_lag() -> None:
-            while not done.is_set():
-                t = time.perf_counter()
-                await asyncio.sleep(0.010)
-                loop_lag.append((time.perf_counter() - t - 0.010) * 1000)
-
         t0 = time.time()
         services[0].enqueue_file(path)  # `upload PATH` over the socket
-        await asyncio.gather(watch_transfer(), press_keys(), sample_loop_lag())
+        await asyncio.gather(watch_transfer(), press_keys_until(app, done, latencies, loop_lag))
         elapsed = at[0] - t0
         log_lines = len(app.main_screen.query_one(EventLog).lines)
-        if isinstance(app.screen, HelpScreen):
-            send_key(app, "escape")
-            while not reflected(app, True):
-                await asyncio.sleep(0.001)
         app.detach()
     return run_type(elapsed, path.stat().st_size, latencies, log_lines, loop_lag)
