@@ -60,6 +60,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roundtrip_memory import read_status_kb  # bench/: the script's own folder is on sys.path
+
 KIB = 1 << 10
 MIB = 1 << 20
 MB = 1_000_000
@@ -113,16 +115,7 @@ class Program:
             pass
 
     def status_kb(self) -> dict[str, int]:
-        values: dict[str, int] = {}
-        try:
-            with open(f"/proc/{self.proc.pid}/status", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith(("VmHWM:", "VmRSS:")):
-                        key, rest = line.split(":", 1)
-                        values[key] = int(rest.split()[0])
-        except (OSError, ValueError):
-            pass
-        return values
+        return read_status_kb(self.proc.pid)
 
     def wait_line(self, needle: str, timeout: float, since: int = 0) -> float | None:
         deadline = time.monotonic() + timeout
