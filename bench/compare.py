@@ -697,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     parts = set(args.only.split(","))
     chunks = [int(c) for c in args.chunks.split(",")]
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="msi-compare-", dir=args.workdir))
     broker = None
     broker_sampler = None

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msi_tui.engine.config import ClusterConfig, load_config
+from msi_tui.engine.platform_caps import caps
 from msi_tui.engine.reconstruct import Reconstructor
 from msi_tui.engine.upload import Uploader
 from msi_tui.engine.upload_settings import UploadSettings
@@ -109,7 +110,7 @@ def _limit_malloc_arenas() -> None:
     """glibc gives each thread a malloc arena of its own; with several consumer threads
     juggling MB-sized records that multiplies resident memory. Two arenas measured (bench/
     compare.py, 200 files at 512 KiB chunks): reconstruct peak RSS 282 MB -> 169 MB."""
-    if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
+    if caps.malloc_arenas and "MALLOC_ARENA_MAX" not in os.environ:
         try:
             ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX, before any thread starts
         except (OSError, AttributeError):
@@ -122,6 +123,8 @@ def _calm_the_cyclic_collector() -> None:
     ~4 % of a reconstruct's CPU in perf, and 1000 x 1 MiB files rebuilt 8 % faster
     without it. The program makes few reference cycles; what startup built is kept out
     of every collection."""
+    if not caps.gc_tuning:
+        return
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
 

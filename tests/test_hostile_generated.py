@@ -86,7 +86,7 @@ def test_generated_hostile_records_never_escape_the_output_folder(tmp_path: Path
         worker.apply(0, 1, messages)
         for assembly in list(service.ctx.assemblies.values()):
             service.ctx.hand_over(assembly)
-        worker.writer.close()
+        worker.close()
         service.output.close()
 
     feed()
@@ -150,7 +150,7 @@ def test_hostile_chunks_inside_an_upload_never_change_the_published_file(tmp_pat
         for headers, value, at in sorted(hostile, key=lambda h: -h[2]):
             msgs.insert(at, consumed(value, headers, 0, uid))
         worker.apply(0, 1, msgs)
-        worker.writer.close()
+        worker.close()
         if (out / "f.bin").exists():
             assert (out / "f.bin").read_bytes() == data
             published += 1

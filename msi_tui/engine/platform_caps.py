@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from functools import cached_property
 
 PORTABLE_ENV = "MSI_TUI_PORTABLE"
+WITHOUT_ENV = "MSI_TUI_WITHOUT"  # names of speed-ups to leave off, comma separated (measuring each one's gain)
+SPEEDUPS = ("inotify", "libc", "direct_io", "memfd", "drop_cache", "disk_threads", "gc_tuning", "malloc_arenas")
 
 
 def portable_forced(environ: Mapping[str, str] = os.environ) -> bool:
@@ -37,12 +39,13 @@ class Caps:
     def __init__(self, environ: Mapping[str, str] = os.environ, platform: str = sys.platform) -> None:
         self.portable = portable_forced(environ)
         self.linux = platform.startswith("linux") and not self.portable
+        self.without = {n.strip() for n in environ.get(WITHOUT_ENV, "").split(",") if n.strip()}
 
     @cached_property
     def inotify(self) -> bool:
         """Whether watchdog's inotify observer can be used (it loads libc through ctypes:
         a libc without inotify, such as some minimal ones, leaves it out)."""
-        if not self.linux:
+        if not self.linux or "inotify" in self.without:
             return False
         try:
             from watchdog.observers.inotify import InotifyObserver  # noqa: F401
@@ -52,25 +55,38 @@ class Caps:
 
     @cached_property
     def libc(self) -> bool:
-        return self.linux
+        return self.linux and "libc" not in self.without
 
     @cached_property
     def direct_io(self) -> bool:
-        return not self.portable and bool(getattr(os, "O_DIRECT", 0))
+        return not self.portable and "direct_io" not in self.without and bool(getattr(os, "O_DIRECT", 0))
 
     @cached_property
     def memfd(self) -> bool:
-        return not self.portable and hasattr(os, "memfd_create")
+        return not self.portable and "memfd" not in self.without and hasattr(os, "memfd_create")
 
     @cached_property
     def drop_cache(self) -> bool:
-        return not self.portable and hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
+        return (not self.portable and "drop_cache" not in self.without
+                and hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED"))
+
+    @cached_property
+    def disk_threads(self) -> bool:
+        return not self.portable and "disk_threads" not in self.without
+
+    @cached_property
+    def gc_tuning(self) -> bool:
+        return not self.portable and "gc_tuning" not in self.without
+
+    @cached_property
+    def malloc_arenas(self) -> bool:
+        return self.linux and "malloc_arenas" not in self.without
 
     def describe(self) -> str:
         """One line for a log or a test report: which speed-ups are on."""
         if self.portable:
             return f"portable path ({PORTABLE_ENV} set): no platform speed-ups"
-        on = [name for name in ("inotify", "libc", "direct_io", "memfd", "drop_cache") if getattr(self, name)]
+        on = [name for name in SPEEDUPS if getattr(self, name)]
         return "speed-ups: " + ", ".join(on) if on else "portable path: no platform speed-ups here"
 
 

@@ -85,7 +85,7 @@ class Rebuilder:
     """One rebuilding thread's state and work."""
 
     def __init__(self, ctx: RebuildContext, decode: Callable[[wire.ReadHeaders | None], wire.RecordMeta],
-                 writer: DiskWriter) -> None:
+                 writer: DiskWriter | None) -> None:
         self.ctx = ctx
         self.decode = decode
         self.writer = writer
@@ -96,6 +96,11 @@ class Rebuilder:
         # Uploads the batch completed: verified and published together once it is applied.
         self.complete: dict[str, tuple[Assembly, Staged]] = {}
         self.orphans: OrderedDict[str, None] = OrderedDict()
+
+    def close(self) -> None:
+        """Let the writer's threads end (after what they were handed)."""
+        if self.writer is not None:
+            self.writer.close()
 
     # --- a batch -----------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from msi_tui.engine.kafka_clients import (
 from msi_tui.engine.kafka_records import partition_of
 from msi_tui.engine.ledger import Ledger
 from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
+from msi_tui.engine.platform_caps import caps
 from msi_tui.engine.rebuild import RebuildContext, Rebuilder
 from msi_tui.engine.receipts import ReceiptBook
 from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
@@ -157,7 +158,8 @@ class Reconstructor:
         for i in range(self.settings.n_threads):
             work: _Work = queue.SimpleQueue()
             name = f"msi-rebuild-{i}"
-            rebuilder = Rebuilder(self.ctx, wire.decoder(self.settings.max_file_size), DiskWriter(f"{name}-write"))
+            writer = DiskWriter(f"{name}-write") if caps.disk_threads else None
+            rebuilder = Rebuilder(self.ctx, wire.decoder(self.settings.max_file_size), writer)
             self._workers.append(work)
             threading.Thread(target=self._work_loop, args=(work, rebuilder), name=name, daemon=True).start()
         threading.Thread(target=self._consume_loop, args=(consumer,), name="msi-consume", daemon=True).start()
@@ -286,7 +288,7 @@ class Reconstructor:
                         self._in_flight -= batch.size
                         self._unstored.add(partition)  # (the consumer thread stores it)
                         self._flow.notify_all()
-        rebuilder.writer.close()
+        rebuilder.close()
 
     def _halt(self, partition: int, generation: int, exc: Exception) -> None:
         """An error no step of a batch caught (a fault of ours): stop applying the partition's
