@@ -13,9 +13,10 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +33,11 @@ from msi_tui.engine.stats import FileProgress, ReconstructSnapshot, UploadSnapsh
 from msi_tui.errors import OperatorError
 from msi_tui.tui.context import AppContext
 from msi_tui.tui.event_buffer import EventBuffer
+
+if TYPE_CHECKING:  # the app itself is imported where it is made: keep this module light
+    from textual.pilot import Pilot
+
+    from msi_tui.tui.app import MsiTuiApp
 
 FIXED_NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC: every scripted time counts from here
 MB = 1_000_000
@@ -457,8 +463,25 @@ async def scene_errors_only(pilot: object) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
-def mid_transfer_app(**overrides: object) -> Any:
-    """An app on a fake uploader and reconstructor (import here: keep this module light)."""
+def make_app(up: FakeUploader | None = None, rec: FakeReconstructor | None = None,
+             **overrides: object) -> tuple[MsiTuiApp, FakeUploader, FakeReconstructor]:
+    """The app on a fake uploader and reconstructor (new ones unless given), with the two fakes
+    for the test to script and inspect; `overrides` as for make_context."""
     from msi_tui.tui.app import MsiTuiApp
 
-    return MsiTuiApp(make_context(FakeUploader(), FakeReconstructor(), **overrides))
+    up = FakeUploader() if up is None else up
+    rec = FakeReconstructor() if rec is None else rec
+    return MsiTuiApp(make_context(up, rec, **overrides)), up, rec
+
+
+def mid_transfer_app(**overrides: object) -> MsiTuiApp:
+    """The app on new fakes, for a scene to play (snapshots, screenshots)."""
+    return make_app(**overrides)[0]
+
+
+@asynccontextmanager
+async def settled(app: MsiTuiApp, size: tuple[int, int] = (80, 24)) -> AsyncIterator[Pilot[int]]:
+    """`app.run_test` at `size`, its Pilot yielded once the app has settled (see settle)."""
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        yield pilot

@@ -15,10 +15,11 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,8 +32,13 @@ from msi_tui.remote.names import default_name, socket_path
 from msi_tui.remote.protocol import ClientHello, ProtocolError, ServiceInfo, decode, encode
 from msi_tui.remote.proxies import RemoteUploader, proxy_for
 from msi_tui.remote.server import ServiceHost
-from tests.fake_engine import FakeReconstructor, FakeUploader, mid_transfer_reconstruct, mid_transfer_upload
+from tests.fake_engine import FakeReconstructor, FakeUploader, mid_transfer_reconstruct, mid_transfer_upload, run_async
 from tests.helpers import Recorder, wait_until
+
+if TYPE_CHECKING:  # the app is imported where it is made (see attached_app)
+    from textual.pilot import Pilot
+
+    from msi_tui.remote.app import AttachedApp
 
 WAIT_S = 10.0
 
@@ -346,81 +352,73 @@ async def until(pilot, condition, what: str, timeout: float = WAIT_S) -> None:
         await pilot.pause(0.05)
 
 
-def test_f10_detaches_and_the_service_goes_on(state: Path) -> None:
-    import asyncio
-
-    async def scenario() -> None:
-        up = FakeUploader()
-        with served(up) as host:
-            app, services = attached_app()
-            async with app.run_test(size=(100, 30)) as pilot:
-                await until(pilot, lambda: app.slots["upload"].status == "running", "the upload slot to run")
-                await until(pilot, lambda: "attached to service upload-scope-7" in log_text(app), "the attach line")
-                mid_transfer_upload(up)
-                await until(pilot, lambda: app.context.uploader.snapshot().files_done == 41, "the new counts")
-                app.run_command("check")  # the same words as in a session of its own, from the proxy
-                assert "upload (watching): files enqueued 1, in progress 2, done 41" in log_text(app)
-                app.run_command("pause")  # a command over the socket
-                await until(pilot, lambda: app.context.uploader.snapshot().state == "paused", "paused")
-                await pilot.press("f10")
-                await until(pilot, lambda: app.return_code is not None, "the app to exit")
-            assert app.return_code == 0 and app.detached
-            assert calls(up) == ["start", "pause"] and not up.stopped
-            wait_until(lambda: host.clients() == 0, "the client to be gone", WAIT_S)
-            assert services[0].gone is None
-
-    asyncio.run(scenario())
+@asynccontextmanager
+async def attached(name: str = "upload-scope-7") -> AsyncIterator[tuple[AttachedApp, Pilot[int], list[Any]]]:
+    """The app attached to the served service `name` (at 100x30), once its upload slot runs;
+    with its Pilot and the service proxies."""
+    app, services = attached_app(name)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.slots["upload"].status == "running", "the upload slot to run")
+        yield app, pilot, services
 
 
-def test_quit_service_asks_then_drains_and_stops_the_service(state: Path) -> None:
-    import asyncio
+@run_async
+async def test_f10_detaches_and_the_service_goes_on(state: Path) -> None:
+    up = FakeUploader()
+    with served(up) as host:
+        async with attached() as (app, pilot, services):
+            await until(pilot, lambda: "attached to service upload-scope-7" in log_text(app), "the attach line")
+            mid_transfer_upload(up)
+            await until(pilot, lambda: app.context.uploader.snapshot().files_done == 41, "the new counts")
+            app.run_command("check")  # the same words as in a session of its own, from the proxy
+            assert "upload (watching): files enqueued 1, in progress 2, done 41" in log_text(app)
+            app.run_command("pause")  # a command over the socket
+            await until(pilot, lambda: app.context.uploader.snapshot().state == "paused", "paused")
+            await pilot.press("f10")
+            await until(pilot, lambda: app.return_code is not None, "the app to exit")
+        assert app.return_code == 0 and app.detached
+        assert calls(up) == ["start", "pause"] and not up.stopped
+        wait_until(lambda: host.clients() == 0, "the client to be gone", WAIT_S)
+        assert services[0].gone is None
 
+
+@run_async
+async def test_quit_service_asks_then_drains_and_stops_the_service(state: Path) -> None:
     from msi_tui.remote.app import Confirm
 
-    async def scenario() -> None:
-        up = FakeUploader()
-        with served(up):
-            app, _ = attached_app()
-            async with app.run_test(size=(100, 30)) as pilot:
-                await until(pilot, lambda: app.slots["upload"].status == "running", "the upload slot to run")
-                app.run_command("quit service")
-                await until(pilot, lambda: isinstance(app.screen, Confirm), "the question")
-                await pilot.press("n")
-                await pilot.pause()
-                assert "request_stop" not in up.calls and app.return_code is None
-                up.set(pending_deliveries=5)
-                app.run_command("quit service")
-                await until(pilot, lambda: isinstance(app.screen, Confirm), "the question again")
-                await pilot.press("y")
-                await until(pilot, lambda: "request_stop" in up.calls, "the stop to reach the service")
-                await until(pilot, lambda: "`quit service` again to force" in str(
-                    app.main_screen.query_one("#status")._last), "the draining line in this app's words")
-                up.deliver(5)
-                await until(pilot, lambda: app.return_code is not None, "the app to exit once it stopped")
-            assert app.return_code == 0 and not app.detached and up.stopped
-
-    asyncio.run(scenario())
+    up = FakeUploader()
+    with served(up):
+        async with attached() as (app, pilot, _):
+            app.run_command("quit service")
+            await until(pilot, lambda: isinstance(app.screen, Confirm), "the question")
+            await pilot.press("n")
+            await pilot.pause()
+            assert "request_stop" not in up.calls and app.return_code is None
+            up.set(pending_deliveries=5)
+            app.run_command("quit service")
+            await until(pilot, lambda: isinstance(app.screen, Confirm), "the question again")
+            await pilot.press("y")
+            await until(pilot, lambda: "request_stop" in up.calls, "the stop to reach the service")
+            await until(pilot, lambda: "`quit service` again to force" in str(
+                app.main_screen.query_one("#status")._last), "the draining line in this app's words")
+            up.deliver(5)
+            await until(pilot, lambda: app.return_code is not None, "the app to exit once it stopped")
+        assert app.return_code == 0 and not app.detached and up.stopped
 
 
-def test_a_service_that_stops_elsewhere_is_shown_and_the_app_offers_to_exit(state: Path) -> None:
-    import asyncio
-
+@run_async
+async def test_a_service_that_stops_elsewhere_is_shown_and_the_app_offers_to_exit(state: Path) -> None:
     from msi_tui.remote.app import Confirm
 
-    async def scenario() -> None:
-        up = FakeUploader()
-        with served(up):
-            app, _ = attached_app()
-            async with app.run_test(size=(100, 30)) as pilot:
-                await until(pilot, lambda: app.slots["upload"].status == "running", "the upload slot to run")
-                up.request_stop()  # `msi-tui stop` from another terminal
-                await until(pilot, lambda: isinstance(app.screen, Confirm), "the offer to exit")
-                assert "service upload-scope-7: the service stopped" in log_text(app)
-                await pilot.press("y")
-                await until(pilot, lambda: app.return_code is not None, "the app to exit")
-            assert app.return_code == 0
-
-    asyncio.run(scenario())
+    up = FakeUploader()
+    with served(up):
+        async with attached() as (app, pilot, _):
+            up.request_stop()  # `msi-tui stop` from another terminal
+            await until(pilot, lambda: isinstance(app.screen, Confirm), "the offer to exit")
+            assert "service upload-scope-7: the service stopped" in log_text(app)
+            await pilot.press("y")
+            await until(pilot, lambda: app.return_code is not None, "the app to exit")
+        assert app.return_code == 0
 
 
 # --- layering ---------------------------------------------------------------------------------

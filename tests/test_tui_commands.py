@@ -22,13 +22,13 @@ from msi_tui.tui.log_panel import EventLog
 from msi_tui.tui.upload_pane import UploadPane
 from tests.fake_engine import (
     FIXED_NOW,
-    FakeReconstructor,
     FakeUploader,
+    make_app,
     make_context,
     mid_transfer_reconstruct,
     mid_transfer_upload,
     run_async,
-    settle,
+    settled,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,17 +59,19 @@ async def type_command(pilot, line: str) -> None:
     await pilot.pause()
 
 
-def make_app(up: FakeUploader | None = None, rec: FakeReconstructor | None = None, **kw):
-    up = FakeUploader() if up is None else up
-    rec = FakeReconstructor() if rec is None else rec
-    return MsiTuiApp(make_context(up, rec, **kw)), up, rec
+async def type_or_press(pilot, typed: bool, command: str, key: str) -> None:
+    """The same action two ways: `command` typed into the bar, or its key pressed."""
+    if typed:
+        await type_command(pilot, command)
+    else:
+        await pilot.press(key)
+        await pilot.pause()
 
 
 @run_async
 async def test_services_start_in_workers_and_panes_show_their_snapshots() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)):
         assert up.calls == ["start"] and rec.calls == ["start"]
         mid_transfer_upload(up)
         app.refresh_view()
@@ -81,8 +83,7 @@ async def test_services_start_in_workers_and_panes_show_their_snapshots() -> Non
 @run_async
 async def test_check_writes_the_seed_counts_and_more() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         mid_transfer_upload(up)
         mid_transfer_reconstruct(rec)
         await type_command(pilot, "check")
@@ -99,23 +100,17 @@ async def test_check_writes_the_seed_counts_and_more() -> None:
 @run_async
 async def test_check_by_key_and_alias(how: str) -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        if how == "typed-c":
-            await type_command(pilot, "c")
-        else:
-            if how == "f2-from-table":
-                app.action_focus_panes()  # F-keys work wherever the focus is
-            await pilot.press("f2")
-            await pilot.pause()
+    async with settled(app) as pilot:
+        if how == "f2-from-table":
+            app.action_focus_panes()  # F-keys work wherever the focus is
+        await type_or_press(pilot, how == "typed-c", "c", "f2")
         assert "upload (watching): files enqueued 0" in log_text(app)
 
 
 @run_async
 async def test_letter_keys_type_into_the_command_bar_when_it_has_focus() -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await pilot.press("q", "c")
         assert app.query_one(CommandBar).value == "qc"
         assert app.is_running and "request_stop" not in up.calls
@@ -125,20 +120,11 @@ async def test_letter_keys_type_into_the_command_bar_when_it_has_focus() -> None
 @run_async
 async def test_pause_and_resume_call_the_services(how: str) -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        if how == "typed":
-            await type_command(pilot, "pause")
-        else:
-            await pilot.press("f3")
-            await pilot.pause()
+    async with settled(app) as pilot:
+        await type_or_press(pilot, how == "typed", "pause", "f3")
         assert "pause" in up.calls and "pause" in rec.calls
         assert "paused" in str(app.query_one("#upload-summary").render())
-        if how == "typed":
-            await type_command(pilot, "resume")
-        else:
-            await pilot.press("f4")
-            await pilot.pause()
+        await type_or_press(pilot, how == "typed", "resume", "f4")
         assert "resume" in up.calls and "resume" in rec.calls
         assert "watching" in str(app.query_one("#upload-summary").render())
 
@@ -146,8 +132,7 @@ async def test_pause_and_resume_call_the_services(how: str) -> None:
 @run_async
 async def test_pause_one_pane_only() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await type_command(pilot, "pause upload")
         assert "pause" in up.calls and "pause" not in rec.calls
 
@@ -157,8 +142,7 @@ async def test_upload_path_enqueues_one_file(tmp_path: Path) -> None:
     target = tmp_path / "scan 1.h5"
     target.write_bytes(b"x" * 10)
     app, up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await type_command(pilot, f"upload {target}")
         assert up.enqueued == [target]
         assert "queued" in log_text(app)
@@ -167,8 +151,7 @@ async def test_upload_path_enqueues_one_file(tmp_path: Path) -> None:
 @run_async
 async def test_upload_refuses_missing_files_and_folders(tmp_path: Path) -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         await type_command(pilot, f"upload {tmp_path / 'nope.bin'}")
         await type_command(pilot, f"upload {tmp_path}")
         await type_command(pilot, "upload")
@@ -180,8 +163,7 @@ async def test_upload_refuses_missing_files_and_folders(tmp_path: Path) -> None:
 @run_async
 async def test_unknown_command_says_so_clearly() -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await type_command(pilot, "frobnicate now")
         assert "unknown command 'frobnicate': type 'help' for the list" in log_text(app)
         assert app.is_running
@@ -191,17 +173,13 @@ async def test_unknown_command_says_so_clearly() -> None:
 @run_async
 async def test_help_shows_commands_and_keys(how: str) -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        if how == "typed":
-            await type_command(pilot, "help")
-        elif how == "?":  # typed with a table focused: it goes to the bar, Enter runs it
+    async with settled(app) as pilot:
+        if how == "?":  # typed with a table focused: it goes to the bar, Enter runs it
             app.action_focus_panes()
             await pilot.press("question_mark", "enter")
             await pilot.pause()
         else:
-            await pilot.press(how)
-            await pilot.pause()
+            await type_or_press(pilot, how == "typed", "help", "f1")
         assert isinstance(app.screen, HelpScreen)
         help_text = rendered(app.screen.table)
         assert "upload PATH" in help_text and "pause [upload|reconstruct]" in help_text
@@ -214,8 +192,7 @@ async def test_help_shows_commands_and_keys(how: str) -> None:
 @run_async
 async def test_clear_empties_the_log() -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         assert log_text(app)
         await type_command(pilot, "clear")
         assert log_text(app) == ""
@@ -224,8 +201,7 @@ async def test_clear_empties_the_log() -> None:
 @run_async
 async def test_show_and_f6_switch_panes_at_80x24() -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         upload, recon = app.query_one("#upload-pane"), app.query_one("#reconstruct-pane")
         assert upload.display and not recon.display
         await type_command(pilot, "show reconstruct")
@@ -244,8 +220,7 @@ def test_layout_follows_the_terminal_size() -> None:
 @run_async
 async def test_quit_drains_with_a_visible_count_then_exits() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         up.set(pending_deliveries=120)
         await type_command(pilot, "quit")
         assert "request_stop" in up.calls and "request_stop" in rec.calls
@@ -266,8 +241,7 @@ async def test_quit_drains_with_a_visible_count_then_exits() -> None:
 async def test_second_quit_forces_and_exits() -> None:
     before = set(threading.enumerate())
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         up.set(pending_deliveries=50)
         await pilot.press("f10")
         await pilot.pause()
@@ -288,8 +262,7 @@ async def test_second_quit_forces_and_exits() -> None:
 @run_async
 async def test_ctrl_c_quits_like_quit_even_in_the_command_bar() -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await pilot.press("ctrl+c")
         await pilot.pause()
     assert "request_stop" in up.calls and app.return_code == 0
@@ -298,8 +271,7 @@ async def test_ctrl_c_quits_like_quit_even_in_the_command_bar() -> None:
 @run_async
 async def test_quit_with_no_service_running_exits_at_once() -> None:
     app = MsiTuiApp(make_context(None, None))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await type_command(pilot, "q")
     assert app.return_code == 0
 
@@ -308,8 +280,7 @@ async def test_quit_with_no_service_running_exits_at_once() -> None:
 async def test_start_error_is_shown_and_the_app_keeps_running() -> None:
     up = FakeUploader(start_error="broker kafka-1.lab:9092 unreachable: connection refused")
     app, up, rec = make_app(up)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         pane = app.query_one(UploadPane)
         assert pane.has_class("-error")
         assert "connection refused" in str(pane.query_one(".error-banner").render())
@@ -341,8 +312,7 @@ async def test_quit_while_a_service_is_still_starting_stops_it_once_started() ->
 async def test_engine_events_reach_the_log_and_the_log_file(tmp_path: Path) -> None:
     log_path = tmp_path / "logs" / "msi-tui.log"
     app, _up, _rec = make_app(log_path=log_path)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         app.context.events(FileUploaded(path="a.bin", size=2_000_000, chunks=2,
                                         upload_id="u1", seconds=1.0, at=FIXED_NOW))
         app.refresh_view()
@@ -366,8 +336,7 @@ def test_event_buffer_is_bounded_and_counts_drops() -> None:
 async def test_command_bar_completes_commands_and_paths(tmp_path: Path) -> None:
     (tmp_path / "scan-001.h5").write_bytes(b"")
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         bar = app.query_one(CommandBar)
         assert await bar.suggester.get_suggestion("che") == "check"
         assert await bar.suggester.get_suggestion("show rec") == "show reconstruct"
@@ -383,8 +352,7 @@ async def test_command_bar_completes_commands_and_paths(tmp_path: Path) -> None:
 @run_async
 async def test_command_palette_runs_the_same_actions() -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Pause")
@@ -398,8 +366,7 @@ async def test_command_palette_runs_the_same_actions() -> None:
 @run_async
 async def test_bindings_have_stable_ids_and_can_be_remapped() -> None:
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         ids = {b.id for b in MsiTuiApp.BINDINGS}  # type: ignore[union-attr]
         assert {"help", "check", "pause", "resume", "switch_pane", "quit"} <= ids
         app.set_keymap({"check": "f7"})

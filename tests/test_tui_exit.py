@@ -24,12 +24,14 @@ from tests.fake_engine import (
     FIXED_NOW,
     FakeReconstructor,
     FakeUploader,
+    make_app,
     make_context,
     mid_transfer_events,
     mid_transfer_reconstruct,
     mid_transfer_upload,
     run_async,
     settle,
+    settled,
 )
 from tests.test_tui_commands import rendered, type_command
 
@@ -45,9 +47,8 @@ def log_lines(app: MsiTuiApp) -> list[str]:
 
 @run_async
 async def test_f5_shows_only_warnings_and_errors_with_their_counts() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    app, _up, _rec = make_app()
+    async with settled(app, (120, 40)) as pilot:
         log = app.main_screen.query_one(EventLog)
         mid_transfer_events(app.context.events)  # 1 warning, 2 errors among ordinary lines
         for i in range(50):  # a burst of ordinary lines does not push the errors out
@@ -78,10 +79,8 @@ async def test_f5_shows_only_warnings_and_errors_with_their_counts() -> None:
 
 @run_async
 async def test_the_header_shows_the_worse_connection_and_which_service() -> None:
-    up, rec = FakeUploader(), FakeReconstructor()
-    app = MsiTuiApp(make_context(up, rec))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    app, up, rec = make_app()
+    async with settled(app) as pilot:
         header = app.main_screen.query_one(ClusterHeader)
         up.set(connection="connected")
         rec.set(connection="unreachable")
@@ -105,9 +104,8 @@ async def test_the_header_shows_the_worse_connection_and_which_service() -> None
 
 @run_async
 async def test_help_explains_every_counter_and_state_shown() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    app, _up, _rec = make_app()
+    async with settled(app) as pilot:
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -127,8 +125,7 @@ async def test_help_explains_every_counter_and_state_shown() -> None:
 @run_async
 async def test_folders_are_shown_absolute() -> None:
     app = MsiTuiApp(make_context(FakeUploader(folder=Path("outbox")), None))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app):
         shown = str(app.main_screen.query_one("#upload-folder").render())
         assert f"folder {Path.cwd() / 'outbox'}" in shown
 
@@ -237,8 +234,7 @@ def test_a_headless_run_ends_with_the_summary(kafka_bootstrap: str, topic: str, 
 async def test_the_app_prints_the_summary_for_a_service_that_could_not_start() -> None:
     up = FakeUploader(start_error="cannot reach kafka-1.lab:9092")
     app = MsiTuiApp(make_context(up, None))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await type_command(pilot, "quit")
     assert "  upload: did not run: cannot reach kafka-1.lab:9092" in summary_lines(app)
 
@@ -248,8 +244,7 @@ async def test_the_connection_badge_shows_in_full_at_80_columns() -> None:
     context = make_context(FakeUploader(), FakeReconstructor(), cluster_name="tutorial_cluster",
                            bootstrap="127.0.0.1:19092", topic="instrument-files-of-the-night-shift-2026")
     app = MsiTuiApp(context)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         app.context.reconstructor.set(connection="unreachable")  # type: ignore[union-attr]
         app.context.uploader.set(connection="connected")  # type: ignore[union-attr]
         app.refresh_view()

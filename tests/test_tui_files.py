@@ -24,9 +24,10 @@ from tests.fake_engine import (
     FakeReconstructor,
     FakeUploader,
     make_context,
+    mid_transfer_app,
     run_async,
     scene_mid_transfer,
-    settle,
+    settled,
 )
 from tests.test_tui_commands import messages
 from tests.test_tui_receipts import plain, table_rows
@@ -66,8 +67,7 @@ def small(i: int, at: float, finished: bool) -> FileProgress:
 async def test_a_big_file_stays_pinned_while_small_files_complete_around_it(size: tuple[int, int]) -> None:
     up = FakeUploader()
     app = MsiTuiApp(make_context(up, None))
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
+    async with settled(app, size) as pilot:
         table = app.main_screen.query_one(UploadPane).query_one(FilesTable)
         finished: list[FileProgress] = [small(100 + i, FIXED_NOW - 100 + i, True) for i in range(30)]
         at = FIXED_NOW
@@ -98,8 +98,7 @@ async def test_a_big_file_stays_pinned_while_small_files_complete_around_it(size
 async def test_no_number_is_ever_cut(size: tuple[int, int]) -> None:
     up = FakeUploader()
     app = MsiTuiApp(make_context(up, FakeReconstructor()))
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
+    async with settled(app, size) as pilot:
         rows = (big(7_552, 19_200), dataclasses.replace(big(64_000, 64_000), upload_id="b2", path="b2.h5"),
                 dataclasses.replace(big(11_728, 640_000), upload_id="b3", path="b3.h5", size=10_485_760_000),
                 dataclasses.replace(big(1, 2), upload_id="b4", path="b4.h5", size=999_999_999))
@@ -125,7 +124,7 @@ async def test_no_number_is_ever_cut(size: tuple[int, int]) -> None:
 
 @run_async
 async def test_files_in_flight_show_their_rate_and_time_left() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
+    app = mid_transfer_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await scene_mid_transfer(pilot)
         rows = table_rows(app.main_screen.query_one(UploadPane).query_one(FilesTable))
@@ -156,7 +155,7 @@ def test_the_pane_rate_is_steady_over_its_window() -> None:
 
 @run_async
 async def test_enter_on_a_row_opens_the_files_details_and_esc_closes_them() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
+    app = mid_transfer_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await scene_mid_transfer(pilot)
         table = app.main_screen.query_one("#upload-files", FilesTable)
@@ -189,7 +188,7 @@ async def test_enter_on_a_row_opens_the_files_details_and_esc_closes_them() -> N
 
 @run_async
 async def test_show_file_opens_its_details_with_every_stage() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
+    app = mid_transfer_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await scene_mid_transfer(pilot)
         app.run_command("show calib-07.h5")
@@ -214,7 +213,7 @@ async def test_show_file_opens_its_details_with_every_stage() -> None:
 
 @run_async
 async def test_show_names_the_matches_or_says_there_is_none() -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
+    app = mid_transfer_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await scene_mid_transfer(pilot)
         app.run_command("show scan-04")

@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from msi_tui.tui.app import MsiTuiApp
 from msi_tui.tui.command_bar import CommandBar
 from msi_tui.tui.commands import parse_command
 from msi_tui.tui.files_table import FilesTable
 from tests.fake_engine import (
     FakeReconstructor,
     FakeUploader,
-    make_context,
+    make_app,
     mid_transfer_reconstruct,
     mid_transfer_upload,
     run_async,
-    settle,
+    settled,
 )
 from tests.test_tui_commands import log_text
 
 pytestmark = pytest.mark.timeout(60)
 ACTIONS = {"pause", "resume", "request_stop", "force_stop"}
-
-
-def make_app() -> tuple[MsiTuiApp, FakeUploader, FakeReconstructor]:
-    up, rec = FakeUploader(), FakeReconstructor()
-    return MsiTuiApp(make_context(up, rec)), up, rec
 
 
 async def type_keys(pilot, text: str, enter: bool = True) -> None:
@@ -43,8 +37,7 @@ def acted(up: FakeUploader, rec: FakeReconstructor) -> set[str]:
 @run_async
 async def test_f6_then_typing_a_path_types_it() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await pilot.press("f6")
         await pilot.pause()
         assert app.front_pane == "reconstruct"
@@ -62,8 +55,7 @@ async def test_f6_then_typing_a_path_types_it() -> None:
 @run_async
 async def test_show_upload_after_show_reconstruct() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         upload, recon = app.query_one("#upload-pane"), app.query_one("#reconstruct-pane")
         await type_keys(pilot, "show reconstruct")
         assert recon.display and not upload.display
@@ -77,8 +69,7 @@ async def test_show_upload_after_show_reconstruct() -> None:
 async def test_clear_typed_with_a_table_focused_clears_and_nothing_else() -> None:
     """c, l, e, a, r were check / ... / resume keys: typed on a table they are text now."""
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         await pilot.press("escape")  # from the bar to the table
         await pilot.pause()
         assert isinstance(app.focused, FilesTable)
@@ -91,8 +82,7 @@ async def test_clear_typed_with_a_table_focused_clears_and_nothing_else() -> Non
 @run_async
 async def test_a_leading_colon_or_slash_is_ignored(prefix: str) -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         fronts = []
         for pane in ("reconstruct", "upload"):
             await type_keys(pilot, f"{prefix}show {pane}")
@@ -106,8 +96,7 @@ async def test_a_leading_colon_or_slash_is_ignored(prefix: str) -> None:
 @run_async
 async def test_a_single_q_does_not_quit(where: str) -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         if where == "table":
             app.action_focus_panes()
             await pilot.pause()
@@ -121,8 +110,7 @@ async def test_a_single_q_does_not_quit(where: str) -> None:
 @run_async
 async def test_keys_typed_on_a_table_go_to_the_bar_in_order() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
+    async with settled(app, (120, 40)) as pilot:
         table = app.query_one("#reconstruct-files", FilesTable)
         table.focus()
         await pilot.pause()
@@ -140,8 +128,7 @@ async def test_paste_on_a_table_goes_to_the_bar() -> None:
     from textual import events
 
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         app.action_focus_panes()
         await pilot.pause()
         app.post_message(events.Paste("upload /data/run 1/a.h5"))  # as the terminal driver does
@@ -154,8 +141,7 @@ async def test_paste_on_a_table_goes_to_the_bar() -> None:
 async def test_where_the_keys_go_is_always_shown() -> None:
     """The prompt lights up while the bar has the keys; a table's pane border while it has them."""
     app, _up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         prompt, pane = app.query_one("#prompt"), app.query_one("#upload-pane")
         in_bar = (prompt.styles.color, pane.styles.border_top)
         await pilot.press("escape")
@@ -174,8 +160,7 @@ async def test_where_the_keys_go_is_always_shown() -> None:
 @run_async
 async def test_quit_with_a_file_being_sent_asks_first_then_drains() -> None:
     app, up, rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         mid_transfer_upload(up)
         mid_transfer_reconstruct(rec)
         app.refresh_view()
@@ -197,8 +182,7 @@ async def test_quit_with_a_file_being_sent_asks_first_then_drains() -> None:
 @run_async
 async def test_quit_with_nothing_being_sent_drains_at_once() -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         up.set(pending_deliveries=5)  # chunks in flight, no file: nothing to cut short
         await type_keys(pilot, "quit")
         assert app.quitting.phase == "draining" and "request_stop" in up.calls
@@ -207,8 +191,7 @@ async def test_quit_with_nothing_being_sent_drains_at_once() -> None:
 @run_async
 async def test_a_signal_drains_without_asking() -> None:
     app, up, _rec = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         mid_transfer_upload(up)
         app.quitting.on_signal()
         await pilot.pause()

@@ -18,13 +18,13 @@ from tests.fake_engine import (
     OTHER_SOURCE,
     QUARANTINE_REASON,
     SOURCE,
-    FakeReconstructor,
     FakeUploader,
+    make_app,
     make_context,
     mid_transfer_reconstruct,
     mid_transfer_upload,
     run_async,
-    settle,
+    settled,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,8 +42,8 @@ def plain(cell: Text | str) -> str:
 
 
 async def scene(pilot) -> tuple[FilesTable, FilesTable]:
+    """Both panes mid-transfer, the app already settled."""
     app = pilot.app
-    await settle(pilot)
     mid_transfer_upload(app.context.uploader)
     mid_transfer_reconstruct(app.context.reconstructor)
     app.refresh_view()
@@ -57,8 +57,8 @@ async def scene(pilot) -> tuple[FilesTable, FilesTable]:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @run_async
 async def test_verified_and_failed_there_files_and_sources_show(size: tuple[int, int]) -> None:
-    app = MsiTuiApp(make_context(FakeUploader(), FakeReconstructor()))
-    async with app.run_test(size=size) as pilot:
+    app, _up, _rec = make_app()
+    async with settled(app, size) as pilot:
         upload, reconstruct = await scene(pilot)
         pane = app.main_screen.query_one(UploadPane)
         assert pane.border_title == f"Upload as {SOURCE}"
@@ -103,8 +103,7 @@ async def test_verified_and_failed_there_files_and_sources_show(size: tuple[int,
 async def test_receipts_unavailable_is_said_and_files_stay_sent() -> None:
     up = FakeUploader()
     app = MsiTuiApp(make_context(up, None))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with settled(app) as pilot:
         mid_transfer_upload(up)
         up.set(receipts="unavailable (not authorised to read the topic)", files_verified=0,
                awaiting_receipt=0, files_failed_there=0,
@@ -120,9 +119,8 @@ async def test_receipts_unavailable_is_said_and_files_stay_sent() -> None:
 @run_async
 async def test_an_uploader_without_a_source_and_files_without_one() -> None:
     """Older uploaders sent no source: the title stays plain and the column shows a dash."""
-    up, rec = FakeUploader(source=""), FakeReconstructor()
-    app = MsiTuiApp(make_context(up, rec))
-    async with app.run_test(size=(120, 40)) as pilot:
+    app, _up, rec = make_app(FakeUploader(source=""))
+    async with settled(app, (120, 40)) as pilot:
         _, reconstruct = await scene(pilot)
         assert app.main_screen.query_one(UploadPane).border_title == "Upload"
         rec.set(files=tuple(dataclasses.replace(f, source="") for f in rec.snapshot().files))
