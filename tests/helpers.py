@@ -20,12 +20,14 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message, Producer
 
 from msi_tui.engine import wire
 from msi_tui.engine.assembly import DiskWriter
-from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.config import ClusterConfig, load_config
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm, new_hasher
-from msi_tui.engine.events import Event
+from msi_tui.engine.events import Event, Sink
 from msi_tui.engine.rebuild import Rebuilder
 from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings
+from msi_tui.engine.upload import Uploader
+from msi_tui.engine.upload_settings import UploadSettings
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -232,8 +234,6 @@ def prepared_reconstructor(out: Path, **settings: Any) -> PreparedReconstructor:
 def reconstructing(bootstrap: str, topic: str, out: Path, **settings: Any) -> Iterator[Recorder]:
     """An in-process reconstructor (one thread, group g-TOPIC) running while the block runs;
     yields the recorder of its events."""
-    from msi_tui.engine.config import load_config
-
     events = Recorder()
     service = Reconstructor(load_config(bootstrap=bootstrap),
                             ReconstructSettings(output_dir=out, topic=topic, n_threads=1, group_id=f"g-{topic}",
@@ -244,6 +244,22 @@ def reconstructing(bootstrap: str, topic: str, out: Path, **settings: Any) -> It
     finally:
         service.request_stop()
         assert service.wait_stopped(60)
+
+
+def start_uploader(bootstrap: str, topic: str, sink: Sink, folder: Path | None = None, **settings: Any) -> Uploader:
+    """An in-process Uploader started on `topic` (watching `folder` when given), its events in
+    `sink`. One partition unless told, as the topics the tests make have (an existing topic's
+    own count wins anyway)."""
+    settings.setdefault("partitions", 1)
+    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, **settings), sink)
+    uploader.start()
+    return uploader
+
+
+def stop_uploader(uploader: Uploader) -> None:
+    """Stop as the operator's `quit` does (drain, then stop); it must be stopped within 60 s."""
+    uploader.request_stop()
+    assert uploader.wait_stopped(60)
 
 
 def new_rebuilder(service: Reconstructor) -> Rebuilder:

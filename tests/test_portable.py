@@ -27,9 +27,9 @@ import pytest
 from watchdog.observers.polling import PollingObserver
 
 from msi_tui.engine import assembly, watch
-from msi_tui.engine.events import FileKeptBoth, FileReconstructed, FileUploaded, FileUploadStarted, Notice
+from msi_tui.engine.events import Notice
 from msi_tui.engine.platform_caps import PORTABLE_ENV, Caps, caps
-from tests.helpers import Recorder, reconstructing, visible, wait_until, write_random
+from tests.helpers import Recorder, wait_until, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 portable_only = pytest.mark.skipif(not caps.portable, reason=f"run in the {PORTABLE_ENV}=1 sessions of "
@@ -260,34 +260,13 @@ def test_a_file_written_in_passes_lands_whole_when_polled(kafka_bootstrap: str, 
     """test_upload_promises' passes, told apart by the quiet period: passes closer together
     go as one file, passes further apart than the polling interval and the quiet period as
     versions, the newest holding the name. Rebuilt here with plain file I/O."""
-    from tests.test_upload_abort import make_topic
-    from tests.test_upload_promises import start_uploader, stop, write_in_passes
+    from tests.test_upload_promises import passes_land_whole
 
     quiet = 0.5
-    make_topic(kafka_bootstrap, topic)
-    folder, out = tmp_path / "in", tmp_path / "out"
-    folder.mkdir()
-    sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink, quiet_seconds=quiet)
-    try:
-        assert uploader._watcher is not None and uploader._watcher.use_polling
-        quick = [os.urandom(20_000) for _ in range(3)]
-        write_in_passes(folder / "quick.trc", quick, 0.1)
-        wait_until(lambda: sink.paths(FileUploaded) == ["quick.trc"], "the quick writer's file sent")
-        slow = [os.urandom(30_000) for _ in range(3)]
-        write_in_passes(folder / "slow.trc", slow, watch.POLL_EVERY_S + quiet + 1.0)
-        wait_until(lambda: sink.paths(FileUploaded).count("slow.trc") == 3, "every version of the slow file sent")
-        with reconstructing(kafka_bootstrap, topic, out) as rebuilt:
-            wait_until(lambda: len(rebuilt.of(FileReconstructed)) == 4, "every upload rebuilt", timeout=60)
-    finally:
-        stop(uploader)
-    assert sink.paths(FileUploadStarted).count("quick.trc") == 1
-    assert (out / "quick.trc").read_bytes() == b"".join(quick)
-    assert (out / "slow.trc").read_bytes() == b"".join(slow) == (folder / "slow.trc").read_bytes()
-    assert {(out / name).read_bytes() for name in ("slow (2).trc", "slow (3).trc")} == {slow[0], slow[0] + slow[1]}
-    assert visible(out) == ["quick.trc", "slow (2).trc", "slow (3).trc", "slow.trc"]
-    assert len([e for e in rebuilt.of(FileKeptBoth) if e.rewrite]) == 2
-    assert (out / "slow.trc").stat().st_mtime_ns == (folder / "slow.trc").stat().st_mtime_ns
+    uploader = passes_land_whole(kafka_bootstrap, topic, tmp_path, quick_pause=0.1,
+                                 slow_pause=watch.POLL_EVERY_S + quiet + 1.0, quiet_seconds=quiet)
+    # (use_polling only ever turns on: polled after the run, polled throughout)
+    assert uploader._watcher is not None and uploader._watcher.use_polling
 
 
 @portable_only

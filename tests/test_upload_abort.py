@@ -7,7 +7,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from msi_tui.engine import upload as upload_module
 from msi_tui.engine import upload_job, wire
-from msi_tui.engine.config import load_config
 from msi_tui.engine.events import (
     FileReconstructed,
     FileUploaded,
@@ -25,9 +24,17 @@ from msi_tui.engine.events import (
     UploadNotRebuilt,
 )
 from msi_tui.engine.kafka_records import headers_of, offset_of
-from msi_tui.engine.upload import Uploader
-from msi_tui.engine.upload_settings import UploadSettings
-from tests.helpers import Background, Recorder, cli, reconstructing, visible, wait_until, write_random
+from tests.helpers import (
+    Background,
+    Recorder,
+    cli,
+    reconstructing,
+    start_uploader,
+    stop_uploader,
+    visible,
+    wait_until,
+    write_random,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -100,18 +107,6 @@ def set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
     admin.incremental_alter_configs([resource])[resource].result(timeout=30)
 
 
-def start_uploader(bootstrap: str, topic: str, sink: Recorder, folder: Path | None = None,
-                   **settings: Any) -> Uploader:
-    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, **settings), sink)
-    uploader.start()
-    return uploader
-
-
-def stop(uploader: Uploader) -> None:
-    uploader.request_stop()
-    assert uploader.wait_stopped(60)
-
-
 def withdrawals(sink: Recorder) -> list[str]:
     return [n.message for n in sink.of(Notice) if "unfinished upload" in n.message]
 
@@ -139,11 +134,11 @@ def test_a_file_deleted_while_being_sent_is_withdrawn(kafka_bootstrap: str, topi
     wait_until(uploader.idle, "the uploader to be idle")
     snap = uploader.snapshot()
     assert (snap.files_in_progress, snap.files_failed, snap.files_done) == (0, 1, 0)
-    stop(uploader)
+    stop_uploader(uploader)
     assert not sink.of(FileUploaded)
 
     again = Recorder()
-    stop(start_uploader(kafka_bootstrap, topic, again))
+    stop_uploader(start_uploader(kafka_bootstrap, topic, again))
     assert withdrawals(again) == []  # its abort was acknowledged: nothing is left to withdraw
     assert reader.read_all() and reader.count("abort", started.upload_id) == 1
 
@@ -172,7 +167,7 @@ def test_an_upload_left_by_a_killed_uploader_is_withdrawn_once_at_the_next_start
     sink = Recorder()
     folder = tmp_path / "watched"
     folder.mkdir()
-    stop(start_uploader(kafka_bootstrap, topic, sink, folder=folder))  # `upload DIR` finds it withdrawn too
+    stop_uploader(start_uploader(kafka_bootstrap, topic, sink, folder=folder))  # `upload DIR` finds it withdrawn too
     assert withdrawals(sink) == []
     reader.read_all()
     assert reader.count("abort", first.upload_id) == 1
@@ -193,7 +188,7 @@ def test_a_failure_part_way_is_counted_once_and_upload_file_exits_with_one_line(
     wait_until(lambda: sink.of(FileUploadFailed) and uploader.idle(), "the upload to fail and the uploader to be idle")
     snap = uploader.snapshot()
     assert (snap.files_in_progress, snap.files_failed, snap.files_done) == (0, 1, 0)
-    stop(uploader)
+    stop_uploader(uploader)
     assert [f.path for f in sink.of(FileUploadFailed)] == ["big.bin"]
 
     result = cli(*cli_upload(kafka_bootstrap, topic, big), timeout=120)
@@ -211,7 +206,7 @@ def test_a_failure_part_way_is_counted_once_and_upload_file_exits_with_one_line(
     try:
         after, folder = Recorder(), tmp_path / "watched"
         folder.mkdir()
-        stop(start_uploader(kafka_bootstrap, topic, after, folder=folder))  # `upload DIR` withdraws alike
+        stop_uploader(start_uploader(kafka_bootstrap, topic, after, folder=folder))  # `upload DIR` withdraws alike
         assert len(withdrawals(after)) == 1
         records = reader.read_all()
     finally:
@@ -281,7 +276,7 @@ def test_a_file_paused_mid_way_too_long_is_withdrawn_and_sent_again_whole_once_r
         snap = uploader.snapshot()
         assert (snap.files_queued, snap.files_in_progress, snap.files_done, snap.files_failed) == (0, 0, 1, 0)
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     assert not sink.of(FileUploadFailed)
     assert len(held_notices()) == 1
     assert [s.upload_id for s in sink.of(FileUploadStarted)] == [first, second] and first != second

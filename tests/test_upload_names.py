@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from msi_tui.engine import watch
-from msi_tui.engine.config import load_config
 from msi_tui.engine.events import (
     FileReconstructed,
     FileUploaded,
@@ -22,8 +21,7 @@ from msi_tui.engine.events import (
     UploadNotRebuilt,
 )
 from msi_tui.engine.upload import Uploader
-from msi_tui.engine.upload_settings import UploadSettings
-from tests.helpers import Recorder, cli, reconstructing, wait_until, write_random
+from tests.helpers import Recorder, cli, reconstructing, start_uploader, stop_uploader, wait_until, write_random
 from tests.test_upload_abort import TopicReader, make_topic
 
 # Names Linux takes and a reconstructor refuses, as bytes, and what the report must show.
@@ -44,11 +42,6 @@ def write_named(folder: Path, name: bytes, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-
-
-def stop(uploader: Uploader) -> None:
-    uploader.request_stop()
-    assert uploader.wait_stopped(60)
 
 
 @pytest.mark.kafka
@@ -72,10 +65,8 @@ def test_names_a_reconstructor_refuses_fail_once_at_the_uploader_and_later_files
     folder.mkdir()
     sink = Recorder()
     # Hidden files included, so that the `.msi-tui-` folder is not skipped as hidden.
-    settings = UploadSettings(topic=topic, folder=folder, partitions=1, quiet_seconds=0.5,
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, quiet_seconds=0.5,
                               file_filter=watch.FileFilter(include_hidden=True))
-    uploader = Uploader(load_config(bootstrap=kafka_bootstrap), settings, sink)
-    uploader.start()
     try:
         for i, name in enumerate([*REFUSED, *NOT_UTF8]):
             write_named(folder, name, f"file {i}\n".encode())
@@ -91,7 +82,7 @@ def test_names_a_reconstructor_refuses_fail_once_at_the_uploader_and_later_files
         snap = uploader.snapshot()
         assert (snap.files_done, snap.files_failed, snap.state) == (3, n_failed, "watching")
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     assert sorted(u.path for u in uploaded) == ["after.txt", "caf\\xe9.txt", "r\\xe9sultats/trace.trc"]
     assert len(sink.of(FileUploadFailed)) == n_failed  # once each, whatever the rescans
     reasons = {f.path: f.reason for f in failed}
@@ -179,9 +170,7 @@ def test_a_thread_that_dies_is_a_fatal_error_and_the_uploader_stops(
     folder = tmp_path / "watched"
     folder.mkdir()
     sink = Recorder()
-    uploader = Uploader(load_config(bootstrap=kafka_bootstrap),
-                        UploadSettings(topic=topic, folder=folder, partitions=1, n_threads=1), sink)
-    uploader.start()
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, n_threads=1)
     try:
         assert uploader.wait_stopped(30), "the uploader did not stop"
     finally:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from msi_tui.engine import followup, watch
-from msi_tui.engine.config import load_config
 from msi_tui.engine.events import (
     FileFailedThere,
     FileKeptBoth,
@@ -29,26 +28,21 @@ from msi_tui.engine.events import (
 )
 from msi_tui.engine.followup import Cleanup
 from msi_tui.engine.upload import Uploader
-from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.paths import state_dir
-from tests.helpers import Recorder, reconstructing, visible, wait_until, write_random
+from tests.helpers import (
+    Recorder,
+    reconstructing,
+    start_uploader,
+    stop_uploader,
+    visible,
+    wait_until,
+    write_random,
+)
 from tests.test_upload_abort import TopicReader, make_topic
 
 
 def _sent(sink: Recorder, paths: list[str]) -> bool:
     return sink.paths(FileUploaded) == paths
-
-
-def start_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder, **settings: Any) -> Uploader:
-    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=1,
-                                                                         **settings), sink)
-    uploader.start()
-    return uploader
-
-
-def stop(uploader: Uploader) -> None:
-    uploader.request_stop()
-    assert uploader.wait_stopped(60)
 
 
 def write_in_passes(path: Path, passes: list[bytes], pause: float) -> None:
@@ -59,27 +53,28 @@ def write_in_passes(path: Path, passes: list[bytes], pause: float) -> None:
             f.write(data)
 
 
-@pytest.mark.kafka
-def test_a_file_written_in_passes_lands_whole_under_its_name_and_earlier_versions_are_kept(
-        kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
-    make_topic(kafka_bootstrap, topic)
+def passes_land_whole(bootstrap: str, topic: str, tmp_path: Path, quick_pause: float, slow_pause: float,
+                      **settings: Any) -> Uploader:
+    """Three passes `quick_pause` apart (closer than the uploader waits for a file to settle)
+    are sent once, whole; three `slow_pause` apart are sent as three versions, the newest
+    rebuilt under the name and the earlier ones kept beside it. Here and in test_portable
+    (polled, with its own timing); returns the stopped uploader for their own checks."""
+    make_topic(bootstrap, topic)
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink, settle_seconds=1.5)
+    uploader = start_uploader(bootstrap, topic, sink, folder, **settings)
     try:
-        # Passes closer together than the settle window: the file is sent once, whole.
         quick = [os.urandom(20_000) for _ in range(3)]
-        write_in_passes(folder / "quick.trc", quick, 0.2)
+        write_in_passes(folder / "quick.trc", quick, quick_pause)
         wait_until(lambda: sink.paths(FileUploaded) == ["quick.trc"], "the quick writer's file sent")
-        # Passes further apart: each version is sent, and the newest holds the name.
         slow = [os.urandom(30_000) for _ in range(3)]
-        write_in_passes(folder / "slow.trc", slow, 2.0)
+        write_in_passes(folder / "slow.trc", slow, slow_pause)
         wait_until(lambda: sink.paths(FileUploaded).count("slow.trc") == 3, "every version of the slow file sent")
-        with reconstructing(kafka_bootstrap, topic, out) as rebuilt:
+        with reconstructing(bootstrap, topic, out) as rebuilt:
             wait_until(lambda: len(rebuilt.of(FileReconstructed)) == 4, "every upload rebuilt", timeout=60)
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     assert sink.paths(FileUploadStarted).count("quick.trc") == 1
     assert (out / "quick.trc").read_bytes() == b"".join(quick)
     assert (out / "slow.trc").read_bytes() == b"".join(slow) == (folder / "slow.trc").read_bytes()
@@ -90,6 +85,13 @@ def test_a_file_written_in_passes_lands_whole_under_its_name_and_earlier_version
     assert len(kept) == 2 and all(e.source == uploader.settings.source for e in kept)
     # Like cp -a: the modification time is the source's.
     assert (out / "slow.trc").stat().st_mtime_ns == (folder / "slow.trc").stat().st_mtime_ns
+    return uploader
+
+
+@pytest.mark.kafka
+def test_a_file_written_in_passes_lands_whole_under_its_name_and_earlier_versions_are_kept(
+        kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    passes_land_whole(kafka_bootstrap, topic, tmp_path, quick_pause=0.2, slow_pause=2.0, settle_seconds=1.5)
 
 
 @pytest.mark.kafka
@@ -101,7 +103,7 @@ def test_an_older_version_that_arrives_last_does_not_take_the_name(kafka_bootstr
     folder.mkdir()
     old, new = os.urandom(5000), os.urandom(6000)
     sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink, settle_seconds=0.1)
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, settle_seconds=0.1)
     try:
         (folder / "a.trc").write_bytes(new)
         wait_until(lambda: len(sink.of(FileUploaded)) == 1, "the new version sent")
@@ -110,7 +112,7 @@ def test_an_older_version_that_arrives_last_does_not_take_the_name(kafka_bootstr
         os.replace(tmp_path / "a.trc", folder / "a.trc")
         wait_until(lambda: len(sink.of(FileUploaded)) == 2, "the old version sent after it")
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     with reconstructing(kafka_bootstrap, topic, out) as rebuilt:
         wait_until(lambda: len(rebuilt.of(FileReconstructed)) == 2, "both rebuilt", timeout=60)
     assert (out / "a.trc").read_bytes() == new and (out / "a (2).trc").read_bytes() == old
@@ -129,11 +131,11 @@ def test_an_uploader_killed_between_acknowledgement_and_registry_does_not_send_t
     write_random(folder / "sent.trc", 50_000, seed=1)
     write_random(folder / "cut.trc", 50_000, seed=2)
     sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink)
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder)
     try:
         wait_until(lambda: len(sink.of(FileUploaded)) == 2, "both files sent")
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     ids = {e.path: e.upload_id for e in sink.of(FileUploaded)}
     # As the registry stands after a kill at the worst line: both files' end records were
     # produced (state `ending`), the broker acknowledged them, and nothing more was written.
@@ -145,12 +147,12 @@ def test_an_uploader_killed_between_acknowledgement_and_registry_does_not_send_t
     db.close()
 
     again = Recorder()
-    restarted = start_uploader(kafka_bootstrap, topic, folder, again)
+    restarted = start_uploader(kafka_bootstrap, topic, again, folder)
     try:
         wait_until(lambda: again.paths(FileUploaded) == ["cut.trc"], "the file whose end was not found sent again")
         wait_until(restarted.idle, "the uploader idle")
     finally:
-        stop(restarted)
+        stop_uploader(restarted)
     assert "sent.trc" not in again.paths(FileUploadStarted)
     told = " ".join(n.message for n in again.of(Notice))
     assert "1 upload an earlier run left unrecorded had reached the topic whole" in told
@@ -177,11 +179,11 @@ def test_two_sources_writing_the_same_path_never_clash_in_silence(kafka_bootstra
         write_random(folder / "run001" / "trace_01.trc", 30_000, seed=len(data))
         data[source] = (folder / "run001" / "trace_01.trc").read_bytes()
         sink = Recorder()
-        uploader = start_uploader(kafka_bootstrap, topic, folder, sink, source=source)
+        uploader = start_uploader(kafka_bootstrap, topic, sink, folder, source=source)
         try:
             wait_until(partial(_sent, sink, ["run001/trace_01.trc"]), f"{source}'s file sent")
         finally:
-            stop(uploader)
+            stop_uploader(uploader)
     with reconstructing(kafka_bootstrap, topic, out, by_source=by_source) as rebuilt:
         wait_until(lambda: len(rebuilt.of(FileReconstructed)) == 2, "both rebuilt", timeout=60)
     assert sorted(e.source for e in rebuilt.of(FileReconstructed)) == ["scope-a", "scope-b"]
@@ -217,7 +219,7 @@ def test_the_tree_arrives_like_cp_a_and_an_unreadable_folder_is_reported(
 
     monkeypatch.setattr(os, "scandir", scandir)
     sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink)
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder)
     try:
         wait_until(lambda: sink.paths(FileUploaded) == ["data/a.trc"], "the readable file sent")
         [failed] = wait_until(lambda: sink.of(FileUploadFailed), "the unreadable folder reported")
@@ -226,7 +228,7 @@ def test_the_tree_arrives_like_cp_a_and_an_unreadable_folder_is_reported(
             wait_until(lambda: (out / "empty" / "deeper").is_dir() and (out / "data" / "a.trc").exists(),
                        "the tree rebuilt", timeout=60)
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     assert (failed.path, "Permission denied" in failed.reason) == ("locked/", True)
     assert uploader.snapshot().files_failed == 1
     assert (out / "data" / "a.trc").stat().st_mtime_ns == 1_600_000_000_123_456_789
@@ -261,7 +263,7 @@ def test_receipts_say_which_files_are_verified_and_only_those_are_moved_away(
     good = (folder / "run" / "good.trc").read_bytes()
     write_random(folder / "blocked" / "bad.trc", 1000, seed=4)
     sink = Recorder()
-    uploader = start_uploader(kafka_bootstrap, topic, folder, sink, cleanup=Cleanup("move", done),
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, cleanup=Cleanup("move", done),
                               receipt_timeout_s=1.0)
     try:
         wait_until(lambda: len(sink.of(FileUploaded)) == 2, "both files sent")
@@ -276,7 +278,7 @@ def test_receipts_say_which_files_are_verified_and_only_those_are_moved_away(
         assert (snap.files_verified, snap.files_failed_there, snap.awaiting_receipt) == (1, 1, 0)
         states = {f.path: (f.state, f.where) for f in snap.files}
     finally:
-        stop(uploader)
+        stop_uploader(uploader)
     assert (verified.path, verified.saved_as) == ("run/good.trc", "run/good.trc")
     assert verified.output == str(out.absolute())
     assert states["run/good.trc"][0] == "verified" and states["run/good.trc"][1].endswith("out/run/good.trc")

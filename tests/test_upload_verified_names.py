@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from msi_tui.engine import followup
-from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileVerified
 from msi_tui.engine.followup import Cleanup
-from msi_tui.engine.upload import Uploader
-from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.paths import state_dir
-from tests.helpers import Recorder, reconstructing, wait_until
+from tests.helpers import Recorder, reconstructing, start_uploader, stop_uploader, wait_until
 from tests.test_upload_abort import make_topic
 
 NAME = b"caf\xe9.txt"  # Latin-1, as older Windows software writes
@@ -33,17 +30,14 @@ def test_a_name_that_is_not_utf8_is_verified_and_moved_away(kafka_bootstrap: str
     with open(source, "wb") as f:
         f.write(b"Messwerte\n")
     sink = Recorder()
-    uploader = Uploader(load_config(bootstrap=kafka_bootstrap),
-                        UploadSettings(topic=topic, folder=folder, partitions=1, cleanup=Cleanup("move", done)), sink)
-    uploader.start()
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, cleanup=Cleanup("move", done))
     try:
         with reconstructing(kafka_bootstrap, topic, out):
             [verified] = wait_until(lambda: sink.of(FileVerified), "the file verified", timeout=60)
         moved = os.path.join(os.fsencode(done), NAME)
         wait_until(lambda: os.path.exists(moved), "the verified file moved away")
     finally:
-        uploader.request_stop()
-        assert uploader.wait_stopped(60)
+        stop_uploader(uploader)
     assert verified.path == "caf\\xe9.txt" and verified.saved_as == "caf\\xe9.txt"
     with open(moved, "rb") as f, open(os.path.join(os.fsencode(out), NAME), "rb") as g:
         assert f.read() == g.read() == b"Messwerte\n"

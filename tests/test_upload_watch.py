@@ -8,24 +8,9 @@ import pytest
 from watchdog.events import FileSystemEvent
 
 from msi_tui.engine import watch
-from msi_tui.engine.config import load_config
 from msi_tui.engine.events import FileUploaded, FileUploadStarted
-from msi_tui.engine.upload import Uploader
-from msi_tui.engine.upload_settings import UploadSettings
 from msi_tui.engine.watch import FileFilter
-from tests.helpers import Recorder, wait_until, write_random
-
-
-def run_uploader(bootstrap: str, topic: str, folder: Path, sink: Recorder) -> Uploader:
-    uploader = Uploader(load_config(bootstrap=bootstrap), UploadSettings(topic=topic, folder=folder, partitions=2),
-                        sink)
-    uploader.start()
-    return uploader
-
-
-def stop(uploader: Uploader) -> None:
-    uploader.request_stop()
-    assert uploader.wait_stopped(60)
+from tests.helpers import Recorder, start_uploader, stop_uploader, wait_until, write_random
 
 
 def test_default_filter_skips_hidden_and_temporary_files() -> None:
@@ -45,17 +30,17 @@ def test_restart_does_not_resend_finished_files(kafka_bootstrap: str, topic: str
     (folder / ".secret").write_text("never sent")
     (folder / "draft.tmp").write_text("never sent")
     first = Recorder()
-    uploader = run_uploader(kafka_bootstrap, topic, folder, first)
+    uploader = start_uploader(kafka_bootstrap, topic, first, folder, partitions=2)
     wait_until(lambda: len(first.paths(FileUploaded)) == 3, "three files sent")
-    stop(uploader)
+    stop_uploader(uploader)
     assert sorted(first.paths(FileUploaded)) == ["f0.bin", "f1.bin", "f2.bin"]
 
     write_random(folder / "f1.bin", 12_345, seed=99)  # changed while we were away
     second = Recorder()
-    uploader = run_uploader(kafka_bootstrap, topic, folder, second)
+    uploader = start_uploader(kafka_bootstrap, topic, second, folder, partitions=2)
     (folder / "new.bin").write_bytes(b"fresh")
     wait_until(lambda: {"f1.bin", "new.bin"} <= set(second.paths(FileUploaded)), "the changed and the new file sent")
-    stop(uploader)
+    stop_uploader(uploader)
     assert sorted(second.paths(FileUploadStarted)) == ["f1.bin", "new.bin"]
 
 
@@ -66,7 +51,7 @@ def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topi
     folder = tmp_path / "watched"
     folder.mkdir()
     sink = Recorder()
-    uploader = run_uploader(kafka_bootstrap, topic, folder, sink)
+    uploader = start_uploader(kafka_bootstrap, topic, sink, folder, partitions=2)
     source = tmp_path / "elsewhere.bin"
     write_random(source, 70_000, seed=5)
     if how == "moved in from outside":
@@ -77,7 +62,7 @@ def test_files_arriving_every_usual_way_are_sent_once(kafka_bootstrap: str, topi
     else:
         (folder / "arrived.bin").write_bytes(source.read_bytes())
     wait_until(lambda: sink.paths(FileUploaded) == ["arrived.bin"], f"a file {how} to be sent")
-    stop(uploader)
+    stop_uploader(uploader)
     assert sink.paths(FileUploadStarted) == ["arrived.bin"]
 
 
