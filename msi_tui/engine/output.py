@@ -339,11 +339,19 @@ def _is_file(dir_fd: int, name: str) -> bool:
         return False
 
 
+def _peek(dir_fd: int, name: str) -> int | None:
+    """A descriptor for reading whatever stands at `name`, or None when nothing can be opened
+    there: a link is not followed and a FIFO does not block the open."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+
+
 def _origin(dir_fd: int, name: str) -> tuple[str, int]:
     """The source that sent file `name` ("" when unknown) and its modification time."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError:
+    fd = _peek(dir_fd, name)
+    if fd is None:
         return "", 0
     try:
         mtime_ns = os.fstat(fd).st_mtime_ns
@@ -362,10 +370,9 @@ def _join(dirs: tuple[str, ...], name: str) -> str:
 
 def _same_content(dir_fd: int, name: str, digest: str, algorithm: str) -> bool:
     """Whether a regular file `name` holds exactly these bytes (a folder, a link, a FIFO or a
-    device is never the same: opened without blocking and without following links)."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError:
+    device is never the same)."""
+    fd = _peek(dir_fd, name)
+    if fd is None:
         return False
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
