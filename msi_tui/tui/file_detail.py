@@ -12,13 +12,13 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from msi_tui.engine.stats import FileProgress
 from msi_tui.formatting import average_rate, fraction_done, human_size, short_count, short_duration, short_rate
 from msi_tui.tui.formatting import styled_state
+from msi_tui.tui.framed import framed, framed_css
 
 # The words the panes use for a state (a delivered upload is only "sent" until a receipt).
 STATE_WORDS = {"upload": {"done": "sent"}, "reconstruct": {"done": "verified"}}
@@ -109,20 +109,7 @@ class FileDetailScreen(ModalScreen[None]):
     """A modal view of one file; Esc, Enter or q closes it. The app calls `follow()` at every
     refresh with the file's latest rows, so a file in flight is seen moving."""
 
-    DEFAULT_CSS = """
-    FileDetailScreen { align: center middle; }
-    FileDetailScreen > VerticalScroll {
-        width: 100;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        border-title-style: bold;
-        background: $surface;
-        padding: 0 1;
-    }
-    FileDetailScreen Static { width: 1fr; }
-    """
+    DEFAULT_CSS = framed_css("FileDetailScreen", 100)
 
     BINDINGS = [
         Binding("escape,enter,q", "dismiss", "Close", id="close_detail"),
@@ -137,10 +124,7 @@ class FileDetailScreen(ModalScreen[None]):
         """What is on screen (a Rich renderable)."""
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll() as scroll:
-            scroll.border_title = Text(self.sides[0].file.path)
-            scroll.border_subtitle = "Esc to close"
-            yield Static(self.view, id="detail-text")
+        yield framed(self.view, Text(self.sides[0].file.path), "detail-text")
 
     def follow(self, sides: list[Side], now: float) -> None:
         """Redraw with the file's latest rows (none: it left the services' tables; keep the last)."""

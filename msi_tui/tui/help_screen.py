@@ -8,11 +8,10 @@ import textwrap
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Static
 
 from msi_tui.tui.commands import COMMANDS
+from msi_tui.tui.framed import framed, framed_css
 from msi_tui.tui.glossary import GLOSSARY
 
 # One Text wrapped here, not Rich tables: a table of a hundred rows took ~100 ms to lay out
@@ -56,20 +55,7 @@ def help_table(keys: list[tuple[str, str]]) -> Text:
 class HelpScreen(Screen[None]):
     """A modal list of commands, keys and words; any of escape, F1 or q closes it."""
 
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 88;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        border-title-style: bold;
-        background: $surface;
-        padding: 0 1;
-    }
-    HelpScreen Static { width: 1fr; }
-    """
+    DEFAULT_CSS = framed_css("HelpScreen", 88)
 
     BINDINGS = [
         Binding("escape,f1,q", "dismiss", "Close help", id="close_help"),
@@ -81,7 +67,4 @@ class HelpScreen(Screen[None]):
         self.table = help_table(keys)
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll() as scroll:
-            scroll.border_title = "msi-tui help"
-            scroll.border_subtitle = "Esc to close"
-            yield Static(self.table, id="help-text")
+        yield framed(self.table, "msi-tui help", "help-text")
