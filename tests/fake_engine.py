@@ -476,7 +476,7 @@ def make_app(up: FakeUploader | None = None, rec: FakeReconstructor | None = Non
 
 def mid_transfer_app(**overrides: object) -> MsiTuiApp:
     """The app on new fakes, for a scene to play (snapshots, screenshots)."""
-    return make_app(**overrides)[0]
+    return make_app(None, None, **overrides)[0]
 
 
 @asynccontextmanager

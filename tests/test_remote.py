@@ -368,12 +368,14 @@ async def test_f10_detaches_and_the_service_goes_on(state: Path) -> None:
     with served(up) as host:
         async with attached() as (app, pilot, services):
             await until(pilot, lambda: "attached to service upload-scope-7" in log_text(app), "the attach line")
+            proxy = app.context.uploader
+            assert proxy is not None
             mid_transfer_upload(up)
-            await until(pilot, lambda: app.context.uploader.snapshot().files_done == 41, "the new counts")
+            await until(pilot, lambda: proxy.snapshot().files_done == 41, "the new counts")
             app.run_command("check")  # the same words as in a session of its own, from the proxy
             assert "upload (watching): files enqueued 1, in progress 2, done 41" in log_text(app)
             app.run_command("pause")  # a command over the socket
-            await until(pilot, lambda: app.context.uploader.snapshot().state == "paused", "paused")
+            await until(pilot, lambda: proxy.snapshot().state == "paused", "paused")
             await pilot.press("f10")
             await until(pilot, lambda: app.return_code is not None, "the app to exit")
         assert app.return_code == 0 and app.detached
@@ -385,6 +387,7 @@ async def test_f10_detaches_and_the_service_goes_on(state: Path) -> None:
 @run_async
 async def test_quit_service_asks_then_drains_and_stops_the_service(state: Path) -> None:
     from msi_tui.remote.app import Confirm
+    from msi_tui.tui.pane import Line
 
     up = FakeUploader()
     with served(up):
@@ -400,7 +403,7 @@ async def test_quit_service_asks_then_drains_and_stops_the_service(state: Path) 
             await pilot.press("y")
             await until(pilot, lambda: "request_stop" in up.calls, "the stop to reach the service")
             await until(pilot, lambda: "`quit service` again to force" in str(
-                app.main_screen.query_one("#status")._last), "the draining line in this app's words")
+                app.main_screen.query_one("#status", Line)._last), "the draining line in this app's words")
             up.deliver(5)
             await until(pilot, lambda: app.return_code is not None, "the app to exit once it stopped")
         assert app.return_code == 0 and not app.detached and up.stopped

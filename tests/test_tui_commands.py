@@ -293,14 +293,14 @@ async def test_start_error_is_shown_and_the_app_keeps_running() -> None:
 
 @run_async
 async def test_quit_while_a_service_is_still_starting_stops_it_once_started() -> None:
-    up = FakeUploader()
-    up.start_gate = threading.Event()
+    up, gate = FakeUploader(), threading.Event()
+    up.start_gate = gate
     app, up, _rec = make_app(up)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await type_command(pilot, "quit")
         assert "request_stop" not in up.calls
-        up.start_gate.set()
+        gate.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
         app.refresh_view()
@@ -338,9 +338,11 @@ async def test_command_bar_completes_commands_and_paths(tmp_path: Path) -> None:
     app, _up, _rec = make_app()
     async with settled(app) as pilot:
         bar = app.query_one(CommandBar)
-        assert await bar.suggester.get_suggestion("che") == "check"
-        assert await bar.suggester.get_suggestion("show rec") == "show reconstruct"
-        assert await bar.suggester.get_suggestion(f"upload {tmp_path}/sc") == f"upload {tmp_path}/scan-001.h5"
+        suggester = bar.suggester
+        assert suggester is not None
+        assert await suggester.get_suggestion("che") == "check"
+        assert await suggester.get_suggestion("show rec") == "show reconstruct"
+        assert await suggester.get_suggestion(f"upload {tmp_path}/sc") == f"upload {tmp_path}/scan-001.h5"
         bar.focus()
         await pilot.press(*"che", "right", "enter")
         await pilot.pause()
