@@ -29,15 +29,7 @@ from msi_tui.engine.events import (
 from msi_tui.engine.followup import Cleanup
 from msi_tui.engine.upload import Uploader
 from msi_tui.paths import state_dir
-from tests.helpers import (
-    Recorder,
-    reconstructing,
-    start_uploader,
-    stop_uploader,
-    visible,
-    wait_until,
-    write_random,
-)
+from tests.helpers import Recorder, reconstructing, start_uploader, stop_uploader, visible, wait_until, write_random
 from tests.test_upload_abort import TopicReader, make_topic
 
 
