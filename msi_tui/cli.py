@@ -7,15 +7,12 @@ Every option takes the hyphen spelling and the seed programs' underscore spellin
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from msi_tui.engine.config import ClusterConfig, load_config
-from msi_tui.engine.platform_caps import caps
 from msi_tui.engine.reconstruct import Reconstructor
 from msi_tui.engine.upload import Uploader
 from msi_tui.engine.upload_settings import UploadSettings
@@ -106,32 +103,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if snap.files_failed == 0 and snap.files_queued == 0 and snap.pending_deliveries == 0 else 1
 
 
-def _limit_malloc_arenas() -> None:
-    """glibc gives each thread a malloc arena of its own; with several consumer threads
-    juggling MB-sized records that multiplies resident memory. Two arenas measured (bench/
-    compare.py, 200 files at 512 KiB chunks): reconstruct peak RSS 282 MB -> 169 MB."""
-    if caps.malloc_arenas and "MALLOC_ARENA_MAX" not in os.environ:
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX, before any thread starts
-        except (OSError, AttributeError):
-            pass  # not glibc: nothing to tune
-
-
-def _calm_the_cyclic_collector() -> None:
-    """Every record read or sent makes a list of header tuples. At the default thresholds
-    the cyclic collector ran every 700 of them and now and then walked the whole heap:
-    ~4 % of a reconstruct's CPU in perf, and 1000 x 1 MiB files rebuilt 8 % faster
-    without it. The program makes few reference cycles; what startup built is kept out
-    of every collection."""
-    if not caps.gc_tuning:
-        return
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _limit_malloc_arenas()
-    _calm_the_cyclic_collector()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # (--background runs them again)

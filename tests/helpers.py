@@ -19,10 +19,10 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message, Producer
 
 from msi_tui.engine import wire
-from msi_tui.engine.assembly import DiskWriter
 from msi_tui.engine.config import ClusterConfig, load_config
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm, new_hasher
+from msi_tui.engine.disk_writer import DiskWriter
 from msi_tui.engine.events import Event, Sink
 from msi_tui.engine.rebuild import Rebuilder
 from msi_tui.engine.reconstruct import Reconstructor, ReconstructSettings

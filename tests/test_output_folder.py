@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from msi_tui.engine.output import QUARANTINE, ConflictPolicy, OutputFolder, Published, Staged
-from tests.helpers import pages_in_memory, visible
+from tests.helpers import visible
 
 
 def stage(folder: OutputFolder, data: bytes, uid: str = "0" * 32) -> tuple[int, Path, str]:
@@ -122,10 +122,3 @@ def test_symlink_planted_at_the_name_is_never_written_through(out: Path, tmp_pat
     assert target.read_bytes() == b"precious"
 
 
-def test_a_published_file_leaves_the_page_cache(out: Path) -> None:
-    data = os.urandom(4 << 20)
-    fd, path, digest = stage(OutputFolder(out), data)
-    assert pages_in_memory(path) > 0  # just written: cached (so the check below can fail)
-    OutputFolder(out).publish([Staged(fd, path, "big.bin", "0" * 32, digest, "sha256", len(data))])
-    assert pages_in_memory(out / "big.bin") == 0
-    assert (out / "big.bin").read_bytes() == data

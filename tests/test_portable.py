@@ -26,10 +26,11 @@ from pathlib import Path
 import pytest
 from watchdog.observers.polling import PollingObserver
 
-from msi_tui.engine import assembly, watch
+from msi_tui.engine import disk_io, watch, wire
+from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.events import Notice
-from msi_tui.engine.platform_caps import PORTABLE_ENV, Caps, caps
-from tests.helpers import Recorder, wait_until, write_random
+from msi_tui.engine.platform_caps import PORTABLE_ENV, WITHOUT_ENV, Caps, caps
+from tests.helpers import Recorder, digest_of, wait_until, write_random
 
 ROOT = Path(__file__).resolve().parent.parent
 portable_only = pytest.mark.skipif(not caps.portable, reason=f"run in the {PORTABLE_ENV}=1 sessions of "
@@ -66,10 +67,6 @@ REFUSED_AND_EXPECTED = {
     # watchdog probes for inotify when watchdog.observers is imported (as the polling
     # observer's package it must be); refused, it takes polling for its default instead.
     "watchdog.observers.inotify_c",
-    # cli._limit_malloc_arenas tunes glibc's malloc (mallopt) on Linux, best effort (it
-    # catches the refusal). A memory tuning in cli.py, outside the file I/O speed-ups this
-    # check covers; to go once it asks caps.libc too.
-    "msi_tui.cli",
 }
 
 
@@ -92,18 +89,22 @@ def inotify_descriptors() -> int:
 
 def test_the_speed_ups_are_decided_in_one_place_and_the_environment_turns_them_off() -> None:
     linux = Caps(environ={}, platform="linux")
-    assert linux.libc and not linux.portable
-    assert linux.direct_io == bool(getattr(os, "O_DIRECT", 0)) and linux.memfd == hasattr(os, "memfd_create")
+    assert linux.disk_threads and not linux.portable
+    assert linux.direct_io == bool(getattr(os, "O_DIRECT", 0))
     for value in ("1", "true", "YES", " on "):
         forced = Caps(environ={PORTABLE_ENV: value}, platform="linux")
         assert forced.portable, value
-        assert not (forced.inotify or forced.libc or forced.direct_io or forced.memfd or forced.drop_cache), value
+        assert not (forced.inotify or forced.direct_io or forced.disk_threads), value
         assert forced.describe() == f"portable path ({PORTABLE_ENV} set): no platform speed-ups"
     for value in ("", "0", "no"):
         assert not Caps(environ={PORTABLE_ENV: value}, platform="linux").portable, value
     for system in ("win32", "darwin", "freebsd14"):
         elsewhere = Caps(environ={}, platform=system)
-        assert not (elsewhere.inotify or elsewhere.libc), system
+        assert not elsewhere.inotify, system
+    without = Caps(environ={WITHOUT_ENV: "direct_io, disk_threads"}, platform="linux")
+    assert not (without.portable or without.direct_io or without.disk_threads)
+    left = "speed-ups: inotify" if linux.inotify else "portable path: no platform speed-ups here"
+    assert without.describe() == left
 
 
 @pytest.mark.skipif(not caps.inotify, reason="inotify is not used here")
@@ -140,12 +141,11 @@ import os, sys, tempfile, time
 from pathlib import Path
 for name in ("fcntl", "resource", "termios"):
     sys.modules[name] = None  # (import fails)
-for name in ("O_DIRECTORY", "O_NOFOLLOW", "O_DIRECT", "pread", "pwrite", "preadv", "pwritev", "memfd_create",
-             "posix_fadvise"):
+for name in ("O_DIRECTORY", "O_NOFOLLOW", "O_DIRECT", "pread", "pwrite", "preadv", "pwritev"):
     if hasattr(os, name):
         delattr(os, name)
-from msi_tui.engine import assembly, watch
-assert assembly.O_DIRECT == 0 and assembly.fcntl is None
+from msi_tui.engine import disk_io, watch
+assert disk_io.O_DIRECT == 0 and disk_io.fcntl is None
 import msi_tui.cli  # (the whole command line, the reconstructor's and the services' modules included)
 ready = []
 with tempfile.TemporaryDirectory() as folder:
@@ -271,27 +271,21 @@ def test_a_file_written_in_passes_lands_whole_when_polled(kafka_bootstrap: str, 
 
 @portable_only
 def test_rebuilt_files_are_written_with_plain_file_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No O_DIRECT, no memory files, no libc calls, the page cache left alone."""
-    def no_fadvise(*_: object) -> None:
-        raise AssertionError("posix_fadvise called on the portable path")
+    """No O_DIRECT: an aligned run goes through the page cache like any other write."""
+    def no_direct(*_: object) -> bool:
+        raise AssertionError("O_DIRECT asked for on the portable path")
 
-    monkeypatch.setattr(os, "posix_fadvise", no_fadvise, raising=False)
-    assert assembly.O_DIRECT == 0 and assembly._fallocate is None and assembly._sync_file_range is None
-    assert not hasattr(assembly, "_libc")
-    fd = os.open(tmp_path / "staged", os.O_RDWR | os.O_CREAT)
+    monkeypatch.setattr(disk_io, "set_direct", no_direct)
+    assert disk_io.O_DIRECT == 0
+    content, chunk = os.urandom(3 << 20), 1 << 16  # (runs of 1 MiB: each on the page boundary)
+    common = wire.file_headers("ab" * 16, "f.bin", len(content), chunk)
+    meta = wire.decode(wire.end_headers(common, digest_of(content)), 1 << 30)
+    path = tmp_path / "staged"
+    a = Assembly(meta, 0, 0, os.open(path, os.O_RDWR | os.O_CREAT), path)
+    a.expected_digest = meta.digest
     try:
-        assembly.preallocate(fd, 0, 1 << 20)
-        assembly.start_writeback(fd, 0, 0)
-        assembly.wait_written(fd, 0, 0)
-        assembly.release_cache(fd)
-        assert os.fstat(fd).st_size == 0  # (nothing reserved)
+        for index in range(meta.count):
+            a.write(index, content[index * chunk:(index + 1) * chunk])
+        assert a.verified() and path.read_bytes() == content
     finally:
-        os.close(fd)
-    writer = assembly.DiskWriter("test-write", buffers=1, writers=1)
-    try:
-        [buffer] = [writer._free.get()]
-        assert buffer._fd == -1  # an anonymous map, no memory file
-        assert bytes(buffer.fill([b"ab", b"cd"])) == b"abcd"
-        writer._free.put(buffer)
-    finally:
-        writer.close()
+        os.close(a.fd)

@@ -15,12 +15,12 @@ from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msi_tui.engine import assembly as assembly_module
+from msi_tui.engine import disk_io, wire
 from msi_tui.engine import rebuild as rebuild_module
-from msi_tui.engine import wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm
+from msi_tui.engine.disk_writer import DiskWriter, split
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
 from msi_tui.engine.kafka_records import headers_of
 from msi_tui.options import build_parser, reconstruct_settings
@@ -78,7 +78,7 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
     flushes = set(data.draw(st.lists(st.integers(0, count + 5), max_size=4)))
     path = tmp_path_factory.mktemp("a") / "staged"
     a = staged_assembly(path, content)
-    a.writer = assembly_module.DiskWriter("test-write") if handed_over else None
+    a.writer = DiskWriter("test-write") if handed_over else None
     try:
         for step, index in enumerate([*order, *replays]):
             a.write(index, content[index * CHUNK:(index + 1) * CHUNK])
@@ -94,7 +94,7 @@ def test_any_arrival_order_with_replays_rebuilds_the_file(tmp_path_factory: pyte
 
 
 def test_aligned_runs_bypass_the_page_cache(tmp_path: Path) -> None:
-    if not assembly_module.O_DIRECT:
+    if not disk_io.O_DIRECT:
         pytest.skip("no O_DIRECT on this system")
     content = os.urandom(3 * (1 << 20) + 3 * CHUNK + 5)  # runs of 1 MiB, a buffered tail
     path = tmp_path / "staged"
@@ -117,16 +117,16 @@ def test_a_filesystem_without_direct_io_gets_buffered_writes(tmp_path: Path, mon
     refused = []
 
     def fake_fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+        if cmd == fcntl.F_SETFL and arg & disk_io.O_DIRECT:
             refused.append(fd)
             raise OSError(errno.EINVAL, "Invalid argument")
         return real(fd, cmd, arg)
 
     monkeypatch.setattr(fcntl, "fcntl", fake_fcntl)
-    monkeypatch.setattr(assembly_module, "O_DIRECT", 0o40000)  # (as on Linux/x86, even where there is none)
+    monkeypatch.setattr(disk_io, "O_DIRECT", 0o40000)  # (as on Linux/x86, even where there is none)
     content = os.urandom(40 * CHUNK)
     a = staged_assembly(tmp_path / "staged", content)
-    a.writer = assembly_module.DiskWriter("test-write") if handed_over else None
+    a.writer = DiskWriter("test-write") if handed_over else None
     try:
         write_all(a, content)
         assert len(refused) == 1 and not a.direct  # asked once, then buffered
@@ -146,7 +146,7 @@ def test_direct_writes_cope_with_short_writes(tmp_path: Path, monkeypatch: pytes
     def pwrite(fd: int, data, offset: int) -> int:
         how = next(calls, "")
         if how == "short":
-            return real(fd, data[:assembly_module.DIRECT_ALIGN], offset)
+            return real(fd, data[:disk_io.DIRECT_ALIGN], offset)
         if how == "unaligned":  # (a direct write of 100 bytes would be refused: say only 100 were written)
             real(fd, data, offset)
             return 100
@@ -158,7 +158,7 @@ def test_direct_writes_cope_with_short_writes(tmp_path: Path, monkeypatch: pytes
     try:
         write_all(a, content, order=[1, 0, *range(2, a.meta.count)])  # chunk 1 ahead of chunk 0
         assert next(calls, "done") == "done"
-        assert not a.direct or not assembly_module.O_DIRECT
+        assert not a.direct or not disk_io.O_DIRECT
         assert a.verified() and (tmp_path / "staged").read_bytes() == content
     finally:
         os.close(a.fd)
@@ -179,7 +179,7 @@ def test_a_failed_handed_over_write_is_written_again(tmp_path: Path, monkeypatch
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite)
-    writer = assembly_module.DiskWriter("test-write")
+    writer = DiskWriter("test-write")
     content = os.urandom(3 << 20)
     a = staged_assembly(tmp_path / "staged", content, chunk=1 << 16)
     a.writer = writer
@@ -193,25 +193,6 @@ def test_a_failed_handed_over_write_is_written_again(tmp_path: Path, monkeypatch
         assert a.verified() and (tmp_path / "staged").read_bytes() == content
     finally:
         writer.close()
-        os.close(a.fd)
-
-
-def test_a_large_file_leaves_the_page_cache_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where writes are buffered (no O_DIRECT, or runs off the page boundary)."""
-    monkeypatch.setattr(assembly_module, "O_DIRECT", 0)
-    step = 64 * CHUNK
-    monkeypatch.setattr(assembly_module, "PREALLOCATE_STEP", step)
-    monkeypatch.setattr(assembly_module, "WRITE_RUN_CHUNKS", 16)  # runs shorter than a step, as with 16 KiB chunks
-    content = os.urandom(5 * step)
-    path = tmp_path / "staged"
-    a = staged_assembly(path, content)
-    try:
-        write_all(a, content)
-        # Writing the fifth step released the first three: on disk, out of memory.
-        assert pages_in_memory(path, 0, 3 * step) == 0
-        assert pages_in_memory(path, 4 * step) > 0  # (so the check above can fail)
-        assert a.verified() and path.read_bytes() == content
-    finally:
         os.close(a.fd)
 
 
@@ -235,7 +216,7 @@ def test_a_batch_hands_its_chunks_over_and_an_unfinished_file_pins_the_offset(se
 @pytest.mark.parametrize("sizes", [[5, 3, 8], [20], [1, 1, 1, 13, 2], [16, 16], []])
 def test_runs_are_cut_into_buffers_without_losing_or_copying_a_byte(sizes: list[int]) -> None:
     chunks = [os.urandom(n) for n in sizes]
-    parts = list(assembly_module._split(chunks, 8))
+    parts = list(split(chunks, 8))
     assert all(0 < sum(len(c) for c in part) <= 8 for part in parts)
     assert all(sum(len(c) for c in part) == 8 for part in parts[:-1])
     assert b"".join(bytes(c) for part in parts for c in part) == b"".join(chunks)
@@ -377,7 +358,7 @@ def test_buffered_writes_leave_o_direct_off(tmp_path: Path, monkeypatch: pytest.
     asked = []
 
     def fake_fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == fcntl.F_SETFL and arg & assembly_module.O_DIRECT:
+        if cmd == fcntl.F_SETFL and arg & disk_io.O_DIRECT:
             asked.append(fd)
         return real(fd, cmd, arg)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from msi_tui.engine import assembly as assembly_module
 from msi_tui.engine import output as output_module
 from msi_tui.engine import rebuild as rebuild_module
 from msi_tui.engine import wire
@@ -270,17 +269,22 @@ def test_a_sink_that_raises_does_not_stop_reconstruction(tmp_path: Path) -> None
     assert service.ctx.ledger.safe_offset(0) == offset_of(msgs[-1]) + 1
 
 
-def test_writeback_errors_are_raised_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Case 11: sync_file_range reporting an I/O error."""
-    def failing(*_args: object) -> int:
-        import ctypes
-        ctypes.set_errno(errno.EIO)
-        return -1
+def test_an_io_error_at_the_fsync_is_waited_out_not_ignored(service: PreparedReconstructor,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 11: the disk reports a writeback error at the fsync before publishing: the file is
+    not published on the strength of it; the partition waits, says why, and goes on."""
+    real, failures = os.fsync, iter([True])
 
-    monkeypatch.setattr(assembly_module, "_sync_file_range", failing)
-    with pytest.raises(OSError) as raised:
-        assembly_module.start_writeback(0, 0, 0)
-    assert raised.value.errno == errno.EIO
+    def failing(fd: int) -> None:
+        if next(failures, False):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    data = os.urandom(2 * CHUNK)
+    apply(service, upload_records(data, "f.bin", CHUNK))
+    assert (service.output_dir / "f.bin").read_bytes() == data
+    assert any("Input/output error" in n.message for n in service.recorder.of(Notice))
 
 
 def test_digest_helper_matches_the_records(service: PreparedReconstructor) -> None:

@@ -12,6 +12,7 @@ must show a standard hash (`sha256sum`); `xxhsum -H2` prints XXH3-128.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import xxhash
@@ -39,3 +40,18 @@ def keeps_gil_for_small_updates(hasher: Hasher) -> bool:
     """XXH3 keeps the GIL for inputs up to 64 KiB, which it hashes in less time than it
     takes to join them into one; SHA-256 lets go of it at every update."""
     return isinstance(hasher, xxhash.xxh3_128)
+
+
+JOIN_CHUNKS_BELOW = 64 << 10
+
+
+def hash_chunks(digest: Hasher, chunks: Sequence[bytes | memoryview]) -> None:
+    """Small chunks are joined, one update for all, where each update lets go of the GIL and
+    must win it back (see keeps_gil_for_small_updates). Large ones are hashed one by one:
+    joining them is a copy."""
+    large = sum(len(c) for c in chunks) // max(1, len(chunks)) >= JOIN_CHUNKS_BELOW
+    if large or keeps_gil_for_small_updates(digest):
+        for chunk in chunks:
+            digest.update(chunk)
+    else:
+        digest.update(b"".join(chunks))

@@ -30,10 +30,10 @@ KAFKA_LOG = logging.getLogger("msi_tui.kafka")
 KAFKA_LOG.addHandler(logging.NullHandler())  # never the terminal; the CLI adds a log file
 CONNECT_TIMEOUT_S = 10.0  # the acceptance bound for "unreachable broker" is 15 s
 # librdkafka drops its bootstrap connection once metadata names the brokers, then waits
-# half of this back-off (default 100 ms) before connecting to the broker named: 50 ms on
-# every client's start. With 10 ms the start-up check took 13 ms instead of 54 against a
-# local broker, and a consumer's first record came 40-100 ms sooner. The back-off still
-# doubles on each failed attempt up to reconnect.backoff.max.ms (10 s) during an outage.
+# half of this back-off (default 100 ms) before connecting to the broker named, on every
+# client's start: a lower one makes start-up checks and a consumer's first record come
+# sooner. The back-off still doubles on each failed attempt up to reconnect.backoff.max.ms
+# (10 s) during an outage.
 _QUICK_FIRST_CONNECT = {"reconnect.backoff.ms": 10}
 
 
@@ -108,7 +108,7 @@ def consumer_settings(config: ClusterConfig, group_id: str) -> Settings:
         "max.partition.fetch.bytes": 4_194_304,
         "queued.max.messages.kbytes": 16384,
         # librdkafka waits 1 s after the prefetch queue fills: with large records that
-        # capped reconstruction at ~30 MB/s (measured by bench/roundtrip_memory.py).
+        # capped reconstruction far below the disk's pace (bench/roundtrip_memory.py shows it).
         "fetch.queue.backoff.ms": 10,
         # A member joining must not take unfinished files away from the others: only the
         # partitions that move are revoked, so their staged files are not rebuilt.

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from msi_tui.engine.assembly import release_cache
 from msi_tui.engine.digest import new_hasher
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, UploadFailure, classify, describe
 from msi_tui.engine.liveness import held, hold
@@ -210,7 +209,6 @@ class OutputFolder:
             except OSError:
                 pass  # a file system without user attributes: versions are then kept side by side
         os.fsync(f.fd)
-        release_cache(f.fd)  # on disk since the fsync: its pages go back to the system
         f.synced = True
 
     def _publish_one(self, f: Staged) -> None:

@@ -7,10 +7,12 @@ observer; a few Linux facilities make it faster or tighter, and each is used onl
 - `inotify`: the watcher hears each writer's close (watchdog's inotify observer), so a file
   is sent once its settle window ends; without it, a file is sent once it stayed unchanged
   for the quiet period (see msi_tui.engine.watch).
-- `libc`: Linux calls into libc through ctypes (fallocate, sync_file_range) that reserve a
-  rebuilt file's blocks ahead and start its writeback step by step (msi_tui.engine.assembly).
-- `direct_io`, `memfd`, `drop_cache`: O_DIRECT writes, memory-file copy buffers and
-  posix_fadvise(DONTNEED) for rebuilt files (the same module).
+- `direct_io`: rebuilt files written with O_DIRECT (msi_tui.engine.disk_io).
+- `disk_threads`: each rebuilding thread hands its runs to threads that copy, hash and
+  write them while it goes on (msi_tui.engine.disk_writer); without them it does all three.
+
+docs/benchmarks.md shows what each one earns; `MSI_TUI_WITHOUT=direct_io,...` leaves the
+named ones off, to measure that again.
 
 `MSI_TUI_PORTABLE=1` turns all of them off, so the path taken on Windows and macOS can be
 run (and is tested) on Linux: nothing then loads libc or opens an inotify descriptor.
@@ -25,7 +27,7 @@ from functools import cached_property
 
 PORTABLE_ENV = "MSI_TUI_PORTABLE"
 WITHOUT_ENV = "MSI_TUI_WITHOUT"  # names of speed-ups to leave off, comma separated (measuring each one's gain)
-SPEEDUPS = ("inotify", "libc", "direct_io", "memfd", "drop_cache", "disk_threads", "gc_tuning", "malloc_arenas")
+SPEEDUPS = ("inotify", "direct_io", "disk_threads")
 
 
 def portable_forced(environ: Mapping[str, str] = os.environ) -> bool:
@@ -54,33 +56,12 @@ class Caps:
         return True
 
     @cached_property
-    def libc(self) -> bool:
-        return self.linux and "libc" not in self.without
-
-    @cached_property
     def direct_io(self) -> bool:
         return not self.portable and "direct_io" not in self.without and bool(getattr(os, "O_DIRECT", 0))
 
     @cached_property
-    def memfd(self) -> bool:
-        return not self.portable and "memfd" not in self.without and hasattr(os, "memfd_create")
-
-    @cached_property
-    def drop_cache(self) -> bool:
-        return (not self.portable and "drop_cache" not in self.without
-                and hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED"))
-
-    @cached_property
     def disk_threads(self) -> bool:
         return not self.portable and "disk_threads" not in self.without
-
-    @cached_property
-    def gc_tuning(self) -> bool:
-        return not self.portable and "gc_tuning" not in self.without
-
-    @cached_property
-    def malloc_arenas(self) -> bool:
-        return self.linux and "malloc_arenas" not in self.without
 
     def describe(self) -> str:
         """One line for a log or a test report: which speed-ups are on."""

@@ -23,7 +23,8 @@ from pathlib import Path
 from confluent_kafka import Message
 
 from msi_tui.engine import digest, events, wire
-from msi_tui.engine.assembly import Assembly, DiskWriter
+from msi_tui.engine.assembly import Assembly
+from msi_tui.engine.disk_writer import DiskWriter
 from msi_tui.engine.events import Notice, Sink
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
 from msi_tui.engine.journal import Journal

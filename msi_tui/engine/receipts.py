@@ -37,10 +37,10 @@ VERSION_HEADER = ("msi.receipt", b"1")
 # replay can need it. Every member reads the whole topic when it starts.
 TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
 # Receipts come one per file, a thousand a second when files are small: sent and fetched
-# one by one, their requests took the broker's and our CPU from the files themselves (1000
-# files of 1 MiB took 0.5-0.7 s longer to rebuild). Gathered for 50 ms on the way out, and
-# fetched when 64 KiB or 100 ms have gathered, they cost little. A member killed within
-# those 50 ms (and the round trip) loses receipts: the duplicate window (docs/architecture.md).
+# one by one, their requests took the broker's and our CPU from the files themselves.
+# Gathered for 50 ms on the way out, and fetched when 64 KiB or 100 ms have gathered, they
+# cost little. A member killed within those 50 ms (and the round trip) loses receipts: the
+# duplicate window (docs/architecture.md).
 RECEIPT_LINGER_MS = 50
 QUIET_FOLLOWING = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
 READER_GROUP = "msi-tui-receipts-reader"  # librdkafka wants one; the reader never joins or commits

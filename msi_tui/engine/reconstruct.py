@@ -26,8 +26,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from msi_tui.engine import wire
-from msi_tui.engine.assembly import DiskWriter
 from msi_tui.engine.config import ClusterConfig
+from msi_tui.engine.disk_writer import DiskWriter
 from msi_tui.engine.events import Notice, Sink, guarded
 from msi_tui.engine.failures import describe
 from msi_tui.engine.journal import Journal
@@ -409,7 +409,7 @@ class Reconstructor:
             positions = consumer.position(assignment) if assignment else []
             for tp in positions:
                 # Cached from the last fetch: a query would queue behind the long-polling
-                # fetch on the same connection, holding up the records for ~0.5 s a partition.
+                # fetch on the same connection, holding up the records for a fetch wait a partition.
                 low, high = consumer.get_watermark_offsets(tp, cached=True)
                 if high < 0:
                     continue  # nothing fetched from it yet

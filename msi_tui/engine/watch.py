@@ -49,8 +49,7 @@ POLL_EVERY_S = 1.0  # how often the PollingObserver compares the tree with its l
 RELEASE_EVERY = 50  # files scanned between looks for those ready to go (see _scan)
 # The events _Funnel uses; inotify is asked for these alone. Without the filter every file
 # the uploader reads came back as an open and a close-without-write event, each built and
-# dispatched by watchdog's threads: 0.3-0.4 s of CPU per 1,000 files sent, a fifth to a
-# quarter of the uploader's own.
+# dispatched by watchdog's threads, on CPU the uploader needs for sending.
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, DirCreatedEvent, DirMovedEvent]
 
 
