@@ -18,6 +18,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -380,3 +381,18 @@ def _same_content(dir_fd: int, name: str, digest: str, algorithm: str) -> bool:
         while block := f.read(1 << 20):
             hasher.update(block)
     return hasher.hexdigest() == digest
+
+
+def allow_open_files() -> None:
+    """Raise the soft limit on open files to the hard one: every upload being rebuilt holds
+    its staged file open, and a busy topic can have thousands at once."""
+    if sys.platform == "win32":
+        return  # (no such limit there; imported here so that the module imports everywhere)
+    import resource
+
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass  # the limit stays; running out is a transient failure (see msi_tui.engine.failures)

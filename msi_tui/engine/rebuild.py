@@ -2,7 +2,8 @@
 
 A rebuilding thread owns a `Rebuilder` and applies batches of records of the partitions it
 serves, in order. What every thread shares (the ledger, the uploads being rebuilt, the
-receipts, the output folder) is in one `RebuildContext`, under its lock where it changes.
+receipts, the output folder) is in one `RebuildContext` (msi_tui.engine.rebuild_context),
+under its lock where it changes.
 
 Every failure is classified (msi_tui.engine.failures): a transient one holds the
 partition, says why and retries; one that belongs to an upload ends that upload, with a
@@ -12,74 +13,27 @@ only after it was applied or deliberately refused.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 from confluent_kafka import Message
 
 from msi_tui.engine import digest, events, wire
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.disk_writer import DiskWriter
-from msi_tui.engine.events import Notice, Sink
+from msi_tui.engine.events import Notice
 from msi_tui.engine.failures import UNEXPECTED_RETRIES, classify, describe
-from msi_tui.engine.journal import Journal
 from msi_tui.engine.kafka_records import headers_of, offset_of, partition_of, timestamp_of
-from msi_tui.engine.ledger import Ledger
-from msi_tui.engine.output import OutputFolder, Staged
-from msi_tui.engine.receipts import Outcome, ReceiptBook, new_receipt
-from msi_tui.engine.stats import ReconstructStats
+from msi_tui.engine.output import Staged
+from msi_tui.engine.rebuild_context import RebuildContext
+from msi_tui.engine.receipts import Outcome, new_receipt
 
 REJECTS_REPORTED_ONE_BY_ONE = 50  # then one report per thousand, so a flood cannot drown the log
 RETRY_AFTER_S = 2.0
 ORPHANS_REMEMBERED = 1024  # per thread: uploads already reported as missing their first chunk
 _DISAGREES = "record disagrees with earlier records of the same upload"
-UNNAMED_SOURCE = "unnamed-source"  # --by-source: the folder of uploads that name no source
-
-
-@dataclass
-class RebuildContext:
-    """What the rebuilding threads share with each other and with the consumer thread."""
-
-    output: OutputFolder
-    output_dir: Path
-    group_id: str
-    direct_writes: bool
-    ledger: Ledger
-    receipts: ReceiptBook
-    journal: Journal | None
-    stats: ReconstructStats
-    sink: Sink
-    stop: threading.Event
-    paused: threading.Event
-    by_source: bool = False  # files go to OUT/<source>/<path>
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    assemblies: dict[str, Assembly] = field(default_factory=dict)  # uploads being rebuilt, by id
-    owned: dict[int, int] = field(default_factory=dict)  # partition -> generation (a revoke ends one)
-    blocked_by: str | None = None  # why the output refuses writes, while it does
-
-    def owns(self, partition: int, generation: int) -> bool:
-        return self.owned.get(partition) == generation
-
-    def hand_over(self, a: Assembly) -> None:
-        """Forget an upload whose partition went to another member (it stays open for its
-        next owner): its staged file goes, once the writes handed over are done."""
-        a.abandon()
-        self.output.discard_staged(a.fd, a.staged)
-        with self.stats.lock:
-            self.stats.table.update(a.meta.upload_id, state="handed over", finished=time.time())
-
-    def destination(self, meta: wire.RecordMeta) -> str:
-        """Where an upload's file goes, relative to the output folder."""
-        return f"{meta.source or UNNAMED_SOURCE}/{meta.path}" if self.by_source else meta.path
-
-    def finished(self, upload_id: str) -> bool:
-        """Ended already (here, by an earlier owner of the partition, or in an earlier run)."""
-        return self.receipts.has(upload_id) or bool(self.journal and self.journal.seen(upload_id))
 
 
 class Rebuilder:

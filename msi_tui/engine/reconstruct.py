@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,9 +40,10 @@ from msi_tui.engine.kafka_clients import (
 )
 from msi_tui.engine.kafka_records import partition_of
 from msi_tui.engine.ledger import Ledger
-from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath
+from msi_tui.engine.output import ConflictPolicy, OutputFolder, UnsafePath, allow_open_files
 from msi_tui.engine.platform_caps import caps
-from msi_tui.engine.rebuild import RebuildContext, Rebuilder
+from msi_tui.engine.rebuild import Rebuilder
+from msi_tui.engine.rebuild_context import RebuildContext
 from msi_tui.engine.receipts import ReceiptBook
 from msi_tui.engine.stats import ReconstructSnapshot, ReconstructStats
 from msi_tui.errors import OperatorError
@@ -137,7 +137,7 @@ class Reconstructor:
         if cleaned:
             self.sink(Notice(level="info", at=time.time(), message=(
                 f"removed {len(cleaned)} staged files a stopped reconstructor left in {self.output_dir}")))
-        _allow_open_files()
+        allow_open_files()
         admin = check_reachable(self.config)
         ensure_topic(admin, self.settings.topic, self.settings.partitions)
         self.receipts.start(admin, write=True)
@@ -436,18 +436,3 @@ class _Batch:
 
 def _numbers(partitions: list[TopicPartition] | list[int]) -> str:
     return ", ".join(str(p.partition if isinstance(p, TopicPartition) else p) for p in partitions)
-
-
-def _allow_open_files() -> None:
-    """Raise the soft limit on open files to the hard one: every upload being rebuilt holds
-    its staged file open, and a busy topic can have thousands at once."""
-    if sys.platform == "win32":
-        return  # (no such limit there; imported here so that the module imports everywhere)
-    import resource
-
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        pass  # the limit stays; running out is a transient failure (see msi_tui.engine.failures)

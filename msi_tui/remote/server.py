@@ -3,7 +3,7 @@
 `ServiceHost` binds the socket before the engine starts (a second service of the same name
 is refused at once), wraps the engine's sink so every event also goes to each client, and,
 once the service runs, accepts clients. Per client, a reader thread takes its commands and
-a writer thread sends its lines; the engine's threads only ever append a line to a bounded
+a writer thread sends its lines (msi_tui.remote.peer); the engine's threads only ever append a line to a bounded
 queue (a client that reads too slowly loses events, told by a `Dropped` count, never slows
 the transfer). One ticker thread takes the snapshots clients asked for, once per tick for
 all of them.
@@ -27,24 +27,20 @@ from typing import Any
 from msi_tui.engine.events import Event, Sink
 from msi_tui.errors import OperatorError
 from msi_tui.remote.names import check_name, lock_path, services_dir, socket_path
+from msi_tui.remote.peer import Peer
 from msi_tui.remote.protocol import (
-    MAX_LINE,
     PROTOCOL_VERSION,
     ClientHello,
     Command,
-    Dropped,
     ProtocolError,
-    Refused,
     Reply,
     ServiceInfo,
     Stopped,
-    decode,
     encode,
 )
 
 LOG = logging.getLogger("msi_tui.remote")
 BACKLOG_EVENTS = 500  # recent events a newly attached client receives (its log is not empty)
-PEER_QUEUE = 10_000  # lines waiting for one client before its events are dropped
 HELLO_TIMEOUT_S = 10.0
 CLOSE_FLUSH_S = 2.0  # how long the last lines may take to reach the clients at the end
 MIN_SNAPSHOT_EVERY_S = 0.05
@@ -100,7 +96,7 @@ class ServiceHost:
             os.close(self._lock_fd)
             raise
         self._lock = threading.Lock()
-        self._peers: set[_Peer] = set()
+        self._peers: set[Peer] = set()
         self._backlog: deque[Event] = deque(maxlen=backlog)
         self._service: Any = None
         self._info: ServiceInfo | None = None
@@ -218,7 +214,7 @@ class ServiceHost:
             threading.Thread(target=self._serve_peer, args=(sock,), name="msi-remote-client", daemon=True).start()
 
     def _serve_peer(self, sock: socket.socket) -> None:
-        peer = _Peer(sock)
+        peer = Peer(sock)
         try:
             credentials = _peer_uid(sock)
             if credentials is not None and credentials[1] not in (os.geteuid(), 0):  # (root may anyway)
@@ -256,7 +252,7 @@ class ServiceHost:
             if not peer.finishing:
                 peer.close()
 
-    def _attach(self, peer: _Peer, hello: ClientHello) -> None:
+    def _attach(self, peer: Peer, hello: ClientHello) -> None:
         """ServiceInfo, a snapshot, the backlog, and from then on every event."""
         assert self._service is not None and self._info is not None
         peer.events = hello.events
@@ -269,7 +265,7 @@ class ServiceHost:
         peer.next_snapshot = time.monotonic() + peer.snapshot_every
         self._wake.set()
 
-    def _run(self, peer: _Peer, command: Command) -> None:
+    def _run(self, peer: Peer, command: Command) -> None:
         """One command, answered with a Reply; then fresh snapshots for everyone."""
         service, error = self._service, ""
         try:
@@ -333,124 +329,3 @@ def _encoded(event: Event) -> bytes:
     except Exception:  # an event that does not encode is a bug of ours: logged, not fatal
         LOG.exception("event not sent to clients: %r", event)
         return b""
-
-
-class _Peer:
-    """One attached client: its socket, the lines waiting for it, and its writer thread."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.who = "a client"
-        self.events = True
-        self.snapshot_every = 0.0
-        self.next_snapshot = 0.0
-        self.finishing = False
-        self._rfile = sock.makefile("rb")
-        self._out: deque[bytes] = deque()
-        self._snapshot: bytes | None = None
-        self._dropped = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._writer: threading.Thread | None = None
-
-    def read(self) -> Any:
-        """The next message, or None at the end of the connection."""
-        line = self._rfile.readline(MAX_LINE)
-        if not line:
-            return None
-        if not line.endswith(b"\n"):
-            raise ProtocolError("line too long" if len(line) >= MAX_LINE else "connection ended mid-line")
-        return decode(line)
-
-    def start(self, first: list[bytes]) -> None:
-        self._out.extend(first)
-        self._writer = threading.Thread(target=self._write_loop, name="msi-remote-writer", daemon=True)
-        self._writer.start()
-
-    def send(self, line: bytes) -> None:
-        """A line that must arrive (a reply)."""
-        with self._cond:
-            if not self._closed:
-                self._out.append(line)
-                self._cond.notify()
-
-    def send_event(self, line: bytes) -> None:
-        """An event: dropped (and counted) when the client is too far behind."""
-        if not self.events:
-            return
-        with self._cond:
-            if self._closed or self.finishing:
-                return
-            if len(self._out) >= PEER_QUEUE:
-                self._dropped += 1
-                return
-            self._out.append(line)
-            self._cond.notify()
-
-    def set_snapshot(self, line: bytes) -> None:
-        """The newest snapshot replaces one not yet sent: snapshots never pile up."""
-        with self._cond:
-            self._snapshot = line
-            self._cond.notify()
-
-    def finish(self, last: list[bytes]) -> None:
-        """Send what waits, then `last`, then close."""
-        with self._cond:
-            self.finishing = True
-            self._snapshot = None
-            self._out.extend(last)
-            self._cond.notify()
-        if self._writer is None:
-            self.close()
-
-    def join(self, timeout: float) -> None:
-        if self._writer is not None:
-            self._writer.join(timeout)
-        self.close()
-
-    def refuse(self, reason: str) -> None:
-        LOG.warning("client refused: %s", reason)
-        try:
-            self.sock.sendall(encode(Refused(reason)))
-        except OSError:
-            pass
-        self.close()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-    def _write_loop(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not (self._out or self._snapshot or self._closed or self.finishing):
-                        self._cond.wait()
-                    if self._closed:
-                        return
-                    batch = list(self._out)
-                    self._out.clear()
-                    if self._dropped and len(batch) < PEER_QUEUE:
-                        batch.append(encode(Dropped(self._dropped)))
-                        self._dropped = 0
-                    if self._snapshot is not None:
-                        batch.append(self._snapshot)
-                        self._snapshot = None
-                    last = self.finishing
-                if batch:
-                    self.sock.sendall(b"".join(batch))
-                if last:
-                    with self._cond:
-                        if not self._out:
-                            break
-        except OSError:
-            pass  # the client went away: its reader sees the end too
-        finally:
-            if self.finishing:
-                self.close()
