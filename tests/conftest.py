@@ -43,6 +43,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("MSI_TUI_TEST_BOOTSTRAP")
     if external:
         yield external
+        _delete_session_topics(external)
         return
     home = tmp_path_factory.mktemp("kafka")
     port = free_port()
@@ -56,6 +57,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         broker.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _delete_session_topics(bootstrap: str) -> None:
+    """A standing broker keeps what the session wrote unless told: its disk would fill."""
+    from confluent_kafka.admin import AdminClient
+
+    from tests.helpers import SESSION_TOPICS
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=30).topics)
+    names = [t for base in SESSION_TOPICS for t in (base, f"{base}.receipts") if t in existing]
+    if not names:
+        return
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result(60)
+        except Exception:  # (best effort: the broker may be gone already)
+            pass
 
 
 @pytest.fixture

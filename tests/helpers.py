@@ -44,8 +44,13 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = DEFA
         time.sleep(every)
 
 
+SESSION_TOPICS: list[str] = []  # made by this session: deleted at its end from a standing broker
+
+
 def new_topic() -> str:
-    return f"test_{uuid.uuid4().hex[:12]}"
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    SESSION_TOPICS.append(name)
+    return name
 
 
 def cli(*args: str, timeout: float = 180, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

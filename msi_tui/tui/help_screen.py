@@ -14,8 +14,8 @@ from msi_tui.tui.commands import COMMANDS
 from msi_tui.tui.framed import framed, framed_css
 from msi_tui.tui.glossary import GLOSSARY
 
-# One Text wrapped here, not Rich tables: a table of a hundred rows took ~100 ms to lay out
-# each time help opened, and the keys wait for that. 74 cells fit the screen at 80 columns.
+# One Text wrapped here, not Rich tables: laying out a table of a hundred rows each time help
+# opened kept the keys waiting. 74 cells fit the screen at 80 columns.
 WIDTH = 74
 
 
