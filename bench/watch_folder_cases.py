@@ -380,9 +380,15 @@ class Run:
         return [sys.executable, "-m", "msi_tui", *map(str, args)]
 
     def start(self) -> None:
+        from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.args.bootstrap, "log_level": 3})
+        admin = AdminClient({"bootstrap.servers": self.args.bootstrap, "log_level": 0})
+        try:
+            admin.list_topics(timeout=15)
+        except KafkaException:
+            raise SystemExit(f"no Kafka broker answers at {self.args.bootstrap}: start one (msi-tui broker "
+                             "start) or name one with --bootstrap") from None
         admin.create_topics([NewTopic(self.topic, num_partitions=5)])[self.topic].result(30)
         base = {**os.environ, "PYTHONUNBUFFERED": "1"}
         base.pop("CI", None)
@@ -886,7 +892,7 @@ def table(rows: list[Row]) -> str:
 
     cells = [[r.case, r.file, r.arrived, r.equal, cut(r.earlier), cut(r.uploader), cut(r.reconstructor), r.verdict]
              for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
