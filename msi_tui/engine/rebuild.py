@@ -300,10 +300,11 @@ class Rebuilder:
         ctx = self.ctx
         uid, path, source = a.meta.upload_id, wire.shown_name(s.relpath), a.meta.source
         published = s.published
+        sent_digest = f"{digest.NAMES[a.meta.algorithm]} {a.expected_digest}"
         if published is None:
             with ctx.stats.lock:
                 ctx.stats.files_quarantined += 1
-                ctx.stats.table.update(uid, state="quarantined", finished=time.time())
+                ctx.stats.table.update(uid, state="quarantined", finished=time.time(), digest=sent_digest)
             where = wire.shown_name(str(s.quarantined))
             ctx.sink(events.FileQuarantined(path=path, reason=s.refused, quarantine_path=where, at=time.time()))
             self._close(a, "quarantined", saved_as=str(s.quarantined), reason=s.refused)
@@ -311,7 +312,7 @@ class Rebuilder:
         shown = wire.shown_name(published.path)
         with ctx.stats.lock:
             ctx.stats.files_completed += 1
-            ctx.stats.table.update(uid, path=shown, state="verified", finished=time.time())
+            ctx.stats.table.update(uid, path=shown, state="verified", finished=time.time(), digest=sent_digest)
         ctx.sink(events.FileReconstructed(path=shown, size=a.meta.size, upload_id=uid, source=source,
                                           seconds=time.monotonic() - a.started, duplicate=published.duplicate,
                                           at=time.time()))

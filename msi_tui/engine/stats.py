@@ -33,6 +33,7 @@ class FileProgress:
     upload_id: str = ""
     partition: int = -1  # the topic partition its records go to (-1: not known yet)
     history: tuple[tuple[str, float], ...] = ()  # (state, time.time()) each time the state changed
+    digest: str = ""  # the whole file's, as the uploader sent it ("XXH3-128 <hex>"), once known
 
 
 @dataclass(frozen=True)

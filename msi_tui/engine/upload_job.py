@@ -18,7 +18,7 @@ from typing import BinaryIO, Literal
 from confluent_kafka import KafkaError
 
 from msi_tui.engine import wire
-from msi_tui.engine.digest import Algorithm, new_hasher
+from msi_tui.engine.digest import NAMES, Algorithm, new_hasher
 from msi_tui.engine.stats import UploadStats
 from msi_tui.engine.wire import shown_name
 
@@ -179,7 +179,9 @@ def produce_file(upload: Delivery, f: BinaryIO, how: Producing) -> tuple[Outcome
     if grew or (after.st_size, after.st_mtime_ns) != (size, upload.mtime_ns):
         return "changed", ""
     how.before_end(upload)
-    if not how.produce(b"", key, wire.end_headers(common, digest.hexdigest()), upload.closing_acked,
-                       upload.partition):
+    hexdigest = digest.hexdigest()
+    with how.stats.lock:
+        how.stats.table.update(upload.upload_id, digest=f"{NAMES[how.algorithm]} {hexdigest}")
+    if not how.produce(b"", key, wire.end_headers(common, hexdigest), upload.closing_acked, upload.partition):
         return "stopped", STOPPED
     return None

@@ -84,6 +84,8 @@ def side_table(side: Side, now: float) -> Table:
         table.add_row("rate", pace)
     table.add_row("partition", str(f.partition) if f.partition >= 0 else "–")
     table.add_row("upload id", f.upload_id or "–")
+    if f.digest:  # the uploader's; a verified copy has it too (`xxhsum -H2 FILE`, `sha256sum FILE`)
+        table.add_row("digest sent", Text(f.digest))
     state = styled_state(words.get(f.state, f.state))
     table.add_row("outcome" if f.finished is not None else "state",
                   state if f.finished is not None else Text.assemble(state, (" (in flight)", "dim")))

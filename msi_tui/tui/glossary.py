@@ -54,6 +54,8 @@ GLOSSARY: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("left", "the time it still needs at that speed"),
         ("source", "the instrument PC that sent it (upload --source)"),
         ("where", "verified: the host and path it was published at; failed there: why"),
+        ("digest sent", "in a file's details: the whole-file digest the uploader sent, which a verified copy "
+         "has too (check by hand with `xxhsum -H2 FILE` or `sha256sum FILE`)"),
     )),
     ("Figures", (
         ("MB/s", f"bytes delivered (upload) or written (reconstruct) per second, averaged over the last "
