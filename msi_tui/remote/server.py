@@ -260,8 +260,10 @@ class ServiceHost:
         first = [encode(self._info), encode(self._service.snapshot())]
         with self._lock:
             backlog = [line for line in map(_encoded, self._backlog) if line] if hello.events else []
-            peer.start(first + backlog)
+            # Counted before its writer starts, so a client never sees itself attached before the
+            # host does; events wait for the lock, so they follow `first`.
             self._peers.add(peer)
+            peer.start(first + backlog)
         peer.next_snapshot = time.monotonic() + peer.snapshot_every
         self._wake.set()
 
