@@ -20,7 +20,8 @@ from msi_tui.engine import rebuild as rebuild_module
 from msi_tui.engine.assembly import Assembly
 from msi_tui.engine.digest import DEFAULT as DEFAULT_DIGEST
 from msi_tui.engine.digest import Algorithm
-from msi_tui.engine.disk_writer import DiskWriter, split
+from msi_tui.engine.disk_io import split
+from msi_tui.engine.disk_writer import DiskWriter
 from msi_tui.engine.events import FileQuarantined, FileReconstructed, Notice, RecordRejected
 from msi_tui.engine.kafka_records import headers_of
 from msi_tui.options import build_parser, reconstruct_settings

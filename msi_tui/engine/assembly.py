@@ -205,11 +205,6 @@ class Assembly:
     def complete(self) -> bool:
         return self.contiguous == self.meta.count and bool(self.expected_digest)
 
-    def seal(self) -> None:
-        """All chunks are in: hand the last run to the writer, without waiting for it
-        (verified() waits for the hash)."""
-        self.flush()
-
     def verified(self) -> bool:
         """True when the staged bytes hash to the digest the uploader sent (all of them
         in the staged file by then)."""

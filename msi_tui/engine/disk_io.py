@@ -13,7 +13,7 @@ import errno
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from msi_tui.engine.platform_caps import caps
 
@@ -55,29 +55,40 @@ def write_direct(fd: int, chunks: Sequence[Chunk], offset: int) -> None:
     view = getattr(_thread_buffers, "view", None)
     if view is None:
         view = _thread_buffers.view = aligned_buffer()
-    for filled in fill(chunks, lambda: view):
-        pwrite_all(fd, filled, offset)
-        offset += len(filled)
+    for part in split(chunks, DIRECT_BUFFER_BYTES):
+        data = copy_into(view, part)
+        pwrite_all(fd, data, offset)
+        offset += len(data)
 
 
-def fill(chunks: Sequence[Chunk], take: Callable[[], memoryview]) -> Iterator[memoryview]:
-    """Copy the chunks into aligned buffers got from `take`, yielding each one's filled part
-    when it is full and at the end (the caller writes it before asking for the next)."""
-    view, filled = None, 0
+def split(chunks: Sequence[Chunk], size: int) -> Iterator[list[Chunk]]:
+    """The chunks in consecutive parts of `size` bytes (the last may be shorter), a chunk
+    that straddles two parts cut with memoryviews, not copied."""
+    part: list[Chunk] = []
+    room = size
     for data in chunks:
-        taken = 0
-        while taken < len(data):
-            if view is None:
-                view = take()
-            n = min(len(data) - taken, len(view) - filled)
-            view[filled:filled + n] = data if n == len(data) else memoryview(data)[taken:taken + n]
-            filled += n
-            taken += n
-            if filled == len(view):
-                yield view
-                view, filled = None, 0
-    if view is not None:
-        yield view[:filled]
+        while len(data) > room:
+            view = memoryview(data)
+            part.append(view[:room])
+            yield part
+            data, part, room = view[room:], [], size
+        if data:
+            part.append(data)
+            room -= len(data)
+        if room == 0:
+            yield part
+            part, room = [], size
+    if part:
+        yield part
+
+
+def copy_into(buffer: memoryview, chunks: Sequence[Chunk]) -> memoryview:
+    """Copy the chunks (a buffer's worth at most) to the start of `buffer`; their bytes there."""
+    filled = 0
+    for data in chunks:
+        buffer[filled:filled + len(data)] = data
+        filled += len(data)
+    return buffer[:filled]
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -5,36 +5,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 
 from msi_tui.engine.digest import Hasher, hash_chunks
-from msi_tui.engine.disk_io import DIRECT_BUFFER_BYTES, Chunk, aligned_buffer, fill, pwrite_all
+from msi_tui.engine.disk_io import DIRECT_BUFFER_BYTES, Chunk, aligned_buffer, copy_into, pwrite_all, split
 
 # A job: the descriptor and offset to write at (fd None: hash only), the chunks, the digest
 # to update with them first (None: write only), the Future to settle, the buffer it holds.
 _Job = tuple[int | None, Sequence[Chunk], int, Hasher | None, Future[None], memoryview]
-
-
-def split(chunks: Sequence[Chunk], size: int) -> Iterator[list[Chunk]]:
-    """The chunks in consecutive parts of `size` bytes (the last may be shorter), a chunk
-    that straddles two parts cut with memoryviews, not copied."""
-    part: list[Chunk] = []
-    room = size
-    for data in chunks:
-        while len(data) > room:
-            view = memoryview(data)
-            part.append(view[:room])
-            yield part
-            data, part, room = view[room:], [], size
-        if data:
-            part.append(data)
-            room -= len(data)
-        if room == 0:
-            yield part
-            part, room = [], size
-    if part:
-        yield part
 
 
 class DiskWriter:
@@ -89,8 +68,8 @@ class DiskWriter:
                     done.set_result(None)
                 else:
                     try:
-                        data = next(fill(chunks, lambda: buffer))  # noqa: B023 (used at once, in this iteration)
-                    except Exception:  # hashed all the same: a failed write is retried unhashed
+                        data = copy_into(buffer, chunks)
+                    except Exception:  # hashed all the same: settle() writes a failed run again unhashed
                         if digest is not None:
                             hash_chunks(digest, chunks)
                         raise

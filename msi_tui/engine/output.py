@@ -167,10 +167,9 @@ class OutputFolder:
     def publish(self, files: list[Staged]) -> None:
         """Give verified staged files their final names, durably, as one batch.
 
-        First every file's bytes go to disk (an fsync each; the reconstructor started their
-        writeback as each file completed, see Assembly.seal), then each file is linked
-        under its name, then each folder that got a name is synced once for the batch, not
-        once a file. A file thus never shows under its name before its bytes are on disk.
+        First every file's bytes go to disk (an fsync each), then each file is linked under
+        its name, then each folder that got a name is synced once for the batch, not once a
+        file. A file thus never shows under its name before its bytes are on disk.
         Never replaces a file silently (see _link); a file whose way is blocked by a symlink
         or a non-folder is quarantined instead (see refuse).
 

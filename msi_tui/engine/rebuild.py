@@ -275,7 +275,7 @@ class Rebuilder:
         published at the end of the batch together with the others the batch completes."""
         # An OSError on the way (disk full) leaves the assembly registered: the retried
         # record finds it complete and comes back here.
-        a.seal()
+        a.flush()  # (the last run to the writer, not waited for: verified() waits for the hash)
         m = a.meta
         self.complete[m.upload_id] = (a, Staged(a.fd, a.staged, self.ctx.destination(m), m.upload_id,
                                                 a.expected_digest, m.algorithm, m.size, m.source, m.mtime_ns))
