@@ -8,14 +8,14 @@ observer; a few Linux facilities make it faster or tighter, and each is used onl
   is sent once its settle window ends; without it, a file is sent once it stayed unchanged
   for the quiet period (see msi_tui.engine.watch).
 - `direct_io`: rebuilt files written with O_DIRECT (msi_tui.engine.disk_io).
-- `disk_threads`: each rebuilding thread hands its runs to threads that copy, hash and
-  write them while it goes on (msi_tui.engine.disk_writer); without them it does all three.
+
+`MSI_TUI_PORTABLE=1` turns them off, so the path taken on Windows and macOS can be run (and
+is tested) on Linux: nothing then loads libc or opens an inotify descriptor. One speed-up is
+plain Python and on everywhere: `disk_threads`, each rebuilding thread handing its runs to
+threads that copy, hash and write them while it goes on (msi_tui.engine.disk_writer).
 
 docs/benchmarks.md shows what each one earns; `MSI_TUI_WITHOUT=direct_io,...` leaves the
 named ones off, to measure that again.
-
-`MSI_TUI_PORTABLE=1` turns all of them off, so the path taken on Windows and macOS can be
-run (and is tested) on Linux: nothing then loads libc or opens an inotify descriptor.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from functools import cached_property
 
 PORTABLE_ENV = "MSI_TUI_PORTABLE"
 WITHOUT_ENV = "MSI_TUI_WITHOUT"  # names of speed-ups to leave off, comma separated (measuring each one's gain)
-SPEEDUPS = ("inotify", "direct_io", "disk_threads")
+PLATFORM_SPEEDUPS = ("inotify", "direct_io")  # (disk_threads is plain Python)
 
 
 def portable_forced(environ: Mapping[str, str] = os.environ) -> bool:
@@ -61,13 +61,13 @@ class Caps:
 
     @cached_property
     def disk_threads(self) -> bool:
-        return not self.portable and "disk_threads" not in self.without
+        return "disk_threads" not in self.without
 
     def describe(self) -> str:
-        """One line for a log or a test report: which speed-ups are on."""
+        """One line for a log or a test report: which platform speed-ups are on."""
         if self.portable:
             return f"portable path ({PORTABLE_ENV} set): no platform speed-ups"
-        on = [name for name in SPEEDUPS if getattr(self, name)]
+        on = [name for name in PLATFORM_SPEEDUPS if getattr(self, name)]
         return "speed-ups: " + ", ".join(on) if on else "portable path: no platform speed-ups here"
 
 
